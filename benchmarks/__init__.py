@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks`` prints one table. Speed is measured here, never in tests."""

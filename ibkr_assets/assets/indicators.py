@@ -1,0 +1,85 @@
+"""``indicators``: SMA, EMA, MACD, RSI, ATR, Bollinger, returns and ranges for each partition."""
+
+import time
+
+import dagster as dg
+
+from ibkr_assets.assets.quality_checks import report_for
+from ibkr_assets.domain.indicator_set import IndicatorSet
+from ibkr_assets.domain.indicators import compute_indicators, latest_values
+from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.partitions import daily_symbol_partitions
+from ibkr_assets.resources.lineage import LineageResource
+from ibkr_assets.resources.market_data import MarketDataResource
+from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+
+
+@dg.asset(
+    partitions_def=daily_symbol_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="object_store_io_manager",
+    code_version="1",
+    group_name="market",
+    kinds={"pandas"},
+)
+def indicators(
+    context: dg.AssetExecutionContext,
+    market_data: dict[str, MarketDataWindow],
+    market_data_source: MarketDataResource,
+    object_store: ObjectStoreResource,
+    lineage: LineageResource,
+) -> dg.Output[dict[str, IndicatorSet]]:
+    """Indicators over the market-data window (TA-Lib definitions, computed in plain pandas).
+
+    A partition whose market data fails a quality gate is not computed: it is recorded as
+    ``blocked`` with the reason, even when the blocking checks were not part of this run.
+    """
+    recorder = lineage.recorder(context, "indicators")
+    results: dict[str, IndicatorSet] = {}
+    for key in context.partition_keys:
+        window = market_data[key]
+        started = time.perf_counter()
+        result = _indicators_for(window, market_data_source)
+        ref = object_ref(object_store, "indicators", key, result)
+        status = {"ok": "success"}.get(result.status, result.status)
+        recorder.add(
+            key,
+            status=status,
+            input_data={"market_data": window.summary()},
+            output_data={**result.summary(), "object": ref},
+            error=result.reason if result.status == "blocked" else None,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+        )
+        results[key] = result
+    row_ids = recorder.flush()
+    blocked = {k: r.reason for k, r in results.items() if r.status == "blocked"}
+    if blocked:
+        context.log.warning(f"indicators blocked for {len(blocked)} partition(s): {blocked}")
+    meta: dict = {
+        "partitions": len(results),
+        "blocked": dg.MetadataValue.json(blocked),
+        "lineage_row_ids": dg.MetadataValue.json(row_ids),
+    }
+    if len(results) == 1:
+        (only,) = results.values()
+        meta |= {"status": only.status, "latest": dg.MetadataValue.json(only.latest)}
+    return dg.Output(results, metadata=meta)
+
+
+def _indicators_for(window: MarketDataWindow, cfg: MarketDataResource) -> IndicatorSet:
+    empty = window.bars.iloc[0:0]
+    if not window.is_tradable:
+        return IndicatorSet(
+            window.symbol, window.as_of, empty, status="market_closed", reason=window.note
+        )
+    report = report_for(window, cfg)
+    if report is not None and not report.passed:
+        return IndicatorSet(
+            window.symbol,
+            window.as_of,
+            empty,
+            status="blocked",
+            reason=f"quality gate failed: {report.reason()}",
+        )
+    frame = compute_indicators(window.bars)
+    return IndicatorSet(window.symbol, window.as_of, frame, latest=latest_values(frame))

@@ -1,0 +1,26 @@
+"""The front door: every asset, check, job, sensor and the resources of this deployment."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ibkr_assets.assets.indicators import indicators
+from ibkr_assets.assets.market_data import market_data
+from ibkr_assets.assets.quality_checks import market_data_quality
+from ibkr_assets.jobs import market_data_job
+from ibkr_assets.resources import build_resources
+from ibkr_assets.sensors import symbol_partitions_sensor
+from ibkr_assets.settings import load_settings
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[market_data, indicators],
+        asset_checks=[market_data_quality],
+        jobs=[market_data_job],
+        sensors=[symbol_partitions_sensor],
+        resources=build_resources(load_settings()),
+    )
+
+
+defs = build_definitions()

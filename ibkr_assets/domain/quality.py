@@ -1,0 +1,174 @@
+"""Quality gates for a bar window (seed 004's validation plus seed 003's gates).
+
+Each gate returns a ``GateResult``; a window is usable only when every gate passes. The gates
+are pure functions of the frame, the partition date and the exchange calendar, so the asset
+check, the ``indicators`` asset and a replay all reach the same verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ibkr_assets.domain.bars import BAR_COLUMNS, PRICE_COLUMNS
+from ibkr_assets.domain.calendar import (
+    DEFAULT_CALENDAR,
+    last_session_on_or_before,
+    sessions_between,
+)
+
+GATES: tuple[str, ...] = (
+    "required_columns",
+    "no_nulls",
+    "positive_prices",
+    "ohlc_consistent",
+    "non_negative_volume",
+    "dates_strictly_increasing",
+    "no_calendar_gaps",
+    "not_stale",
+)
+
+_MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    detail: str
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    gates: list[GateResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+    def reason(self) -> str:
+        """One line naming every failed gate, for errors and lineage rows."""
+        return "; ".join(f"{g.name}: {g.detail}" for g in self.failures) or "all gates passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "gates": [asdict(g) for g in self.gates]}
+
+
+def validate_window(
+    bars: pd.DataFrame,
+    *,
+    as_of: dt.date,
+    calendar: str = DEFAULT_CALENDAR,
+    max_stale_sessions: int = 0,
+) -> QualityReport:
+    """Run every gate on a bar window that should end at the session ``as_of``."""
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        return QualityReport(
+            [GateResult("required_columns", False, f"missing column(s): {', '.join(missing)}")]
+            + [GateResult(g, False, "not evaluated: required columns missing") for g in GATES[1:]]
+        )
+    if bars.empty:
+        return QualityReport(
+            [GateResult("required_columns", True, "all present")]
+            + [GateResult(g, False, "no bars in the window") for g in GATES[1:]]
+        )
+    return QualityReport(
+        [
+            GateResult("required_columns", True, "all present"),
+            _no_nulls(bars),
+            _positive_prices(bars),
+            _ohlc_consistent(bars),
+            _non_negative_volume(bars),
+            _dates_strictly_increasing(bars),
+            _no_calendar_gaps(bars, calendar),
+            _not_stale(bars, as_of, calendar, max_stale_sessions),
+        ]
+    )
+
+
+def _rows(bars: pd.DataFrame, mask: pd.Series) -> list[str]:
+    hits = bars.loc[mask, "date"].head(_MAX_EXAMPLES)
+    return [f"row {i}: {'NaT' if pd.isna(d) else d.date().isoformat()}" for i, d in hits.items()]
+
+
+def _gate(name: str, bars: pd.DataFrame, bad: pd.Series, what: str) -> GateResult:
+    count = int(bad.sum())
+    if count == 0:
+        return GateResult(name, True, "ok")
+    return GateResult(name, False, f"{count} row(s) {what}", _rows(bars, bad))
+
+
+def _no_nulls(bars: pd.DataFrame) -> GateResult:
+    nulls = bars[BAR_COLUMNS].isna()
+    per_column = {c: int(n) for c, n in nulls.sum().items() if n}
+    result = _gate("no_nulls", bars, nulls.any(axis=1), "with missing values")
+    if result.passed:
+        return result
+    cols = ", ".join(f"{c}={n}" for c, n in per_column.items())
+    return GateResult(result.name, False, f"{result.detail} ({cols})", result.examples)
+
+
+def _positive_prices(bars: pd.DataFrame) -> GateResult:
+    bad = (bars[PRICE_COLUMNS] <= 0).any(axis=1)
+    return _gate("positive_prices", bars, bad, "with a price <= 0")
+
+
+def _ohlc_consistent(bars: pd.DataFrame) -> GateResult:
+    low, high = bars["low"], bars["high"]
+    bad = (high < low) | ~bars["open"].between(low, high) | ~bars["close"].between(low, high)
+    bad &= bars[PRICE_COLUMNS].notna().all(axis=1)
+    return _gate("ohlc_consistent", bars, bad, "with high < low or open/close outside [low, high]")
+
+
+def _non_negative_volume(bars: pd.DataFrame) -> GateResult:
+    return _gate("non_negative_volume", bars, bars["volume"] < 0, "with negative volume")
+
+
+def _dates_strictly_increasing(bars: pd.DataFrame) -> GateResult:
+    dates = bars["date"]
+    bad = dates.notna() & (dates.diff() <= pd.Timedelta(0))
+    return _gate(
+        "dates_strictly_increasing", bars, bad, "not after the previous bar (unsorted or duplicate)"
+    )
+
+
+def _no_calendar_gaps(bars: pd.DataFrame, calendar: str) -> GateResult:
+    dates = bars["date"].dropna()
+    if dates.empty:
+        return GateResult("no_calendar_gaps", False, "no valid dates")
+    have = {d.date() for d in dates}
+    expected = sessions_between(min(have), max(have), calendar)
+    missing = [d for d in expected if d not in have]
+    if not missing:
+        return GateResult("no_calendar_gaps", True, "ok")
+    return GateResult(
+        "no_calendar_gaps",
+        False,
+        f"{len(missing)} {calendar} session(s) missing between {min(have)} and {max(have)}",
+        [d.isoformat() for d in missing[:_MAX_EXAMPLES]],
+    )
+
+
+def _not_stale(bars: pd.DataFrame, as_of: dt.date, calendar: str, max_stale: int) -> GateResult:
+    dates = bars["date"].dropna()
+    if dates.empty:
+        return GateResult("not_stale", False, "no valid dates")
+    last = dates.max().date()
+    expected = last_session_on_or_before(as_of, calendar)
+    lag = max(len(sessions_between(last, expected, calendar)) - 1, 0)
+    if lag <= max_stale:
+        return GateResult("not_stale", True, f"last bar {last}")
+    return GateResult(
+        "not_stale",
+        False,
+        f"last bar {last} is {lag} session(s) before {expected} (allowed: {max_stale})",
+    )

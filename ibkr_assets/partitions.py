@@ -1,0 +1,59 @@
+"""Partitions: trading day x symbol, keys like ``2025-01-02|AAPL``.
+
+The ``date`` dimension is a weekday time window in America/New_York starting at the configured
+start date (``IBKR_ASSETS_START_DATE``); exchange holidays are partitions too and materialize as
+"market closed". The ``symbol`` dimension is dynamic (``symbols``): symbols are added at run time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import dagster as dg
+
+DEFAULT_START_DATE = "2024-01-02"
+MAX_PARTITIONS = 100_000
+SYMBOLS_PARTITION_NAME = "symbols"
+
+
+def start_date() -> str:
+    value = os.environ.get("IBKR_ASSETS_START_DATE", DEFAULT_START_DATE)
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"IBKR_ASSETS_START_DATE={value!r} is not a date like 2024-01-02"
+        ) from None
+    return value
+
+
+symbol_partitions = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITION_NAME)
+
+date_partitions = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 * * 1-5",
+    start=start_date(),
+    timezone="America/New_York",
+    fmt="%Y-%m-%d",
+    end_offset=1,  # today's session is a partition as soon as the day starts
+)
+
+daily_symbol_partitions = dg.MultiPartitionsDefinition(
+    {"date": date_partitions, "symbol": symbol_partitions}
+)
+
+
+def split_key(partition_key: str) -> tuple[str, str]:
+    """``"2025-01-02|AAPL"`` -> ``("2025-01-02", "AAPL")``."""
+    day, sep, symbol = partition_key.partition("|")
+    if not sep or not day or not symbol:
+        raise ValueError(f"partition key {partition_key!r} is not of the form DATE|SYMBOL")
+    return day, symbol
+
+
+def partition_count(symbols: int, today: dt.date | None = None) -> int:
+    """How many partitions an asset has with ``symbols`` symbols (must stay under MAX_PARTITIONS)."""
+    end = (today or dt.date.today()) + dt.timedelta(days=1)
+    start = dt.date.fromisoformat(start_date())
+    days = sum(1 for i in range((end - start).days + 1) if (start + dt.timedelta(i)).weekday() < 5)
+    return days * symbols

@@ -1,0 +1,88 @@
+"""The IO manager: asset values to the object store and back, one partition or a whole range.
+
+Assets return ``{partition_key: value}`` for every partition of the step (one key for a
+single-partition run, many for a single-run backfill), and downstream assets receive the same
+shape. Writes keep an immutable version per content hash (see ``storage.object_store``), and the
+version of each partition is recorded in the materialization metadata (``object_versions``).
+Loads read exactly that version and verify its sha256, so a downstream step always sees the
+bytes its upstream recorded, even if a later run has rewritten the latest copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from ibkr_assets.partitions import split_key
+from ibkr_assets.resources.object_store import ObjectStoreResource
+from ibkr_assets.storage import layout
+from ibkr_assets.storage.object_store import get_verified, put_versioned
+
+VERSIONS_METADATA_KEY = "object_versions"
+
+
+class ObjectStoreIOManager(dg.ConfigurableIOManager):
+    object_store: ObjectStoreResource
+
+    def handle_output(self, context: dg.OutputContext, obj: Mapping[str, Any] | None) -> None:
+        if obj is None:
+            return
+        asset = context.asset_key.path[-1]
+        expected = list(context.asset_partition_keys)
+        missing = [k for k in expected if k not in obj]
+        if missing:
+            raise dg.Failure(f"asset {asset} returned no value for partition(s) {missing[:5]}")
+        store = self.object_store.get_store()
+        versions: dict[str, dict[str, Any]] = {}
+        for key in expected:
+            day, symbol = split_key(key)
+            planned = layout.plan(asset, symbol, day, obj[key])
+            stored = put_versioned(store, planned.key, planned.data, planned.content_type)
+            versions[key] = {**stored.to_json(), "version_key": stored.version_key}
+        context.add_output_metadata({VERSIONS_METADATA_KEY: dg.MetadataValue.json(versions)})
+
+    def load_input(self, context: dg.InputContext) -> dict[str, Any]:
+        asset = context.asset_key.path[-1]
+        wanted = list(context.asset_partition_keys)
+        versions = _latest_versions(context.instance, context.asset_key, wanted)
+        absent = [k for k in wanted if k not in versions]
+        if absent:
+            raise dg.Failure(
+                f"{asset} has no stored materialization for partition(s) {', '.join(absent[:5])}"
+                f"{' ...' if len(absent) > 5 else ''}; materialize {asset} for them first"
+            )
+        store = self.object_store.get_store()
+        return {
+            key: layout.decode(
+                asset, get_verified(store, versions[key]["version_key"], versions[key]["sha256"])
+            )
+            for key in wanted
+        }
+
+
+def _latest_versions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]
+) -> dict[str, dict]:
+    """The object version of the latest materialization of each partition in ``keys``."""
+    found: dict[str, dict] = {}
+    cursor = None
+    while len(found) < len(keys):
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys),
+            limit=1000,
+            cursor=cursor,
+        )
+        for record in result.records:
+            materialization = record.asset_materialization
+            partition = materialization.partition if materialization else None
+            if partition is None or partition in found:
+                continue
+            entry = materialization.metadata.get(VERSIONS_METADATA_KEY)
+            if entry is not None and partition in entry.value:
+                found[partition] = entry.value[partition]
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return found

@@ -1,0 +1,118 @@
+"""The lineage resource: ``workflow_lineage`` and ``artifacts`` rows in SQLite or PostgreSQL.
+
+Assets use ``StepRecorder`` to collect one row per partition of their step and write them in
+one batch at the end (one transaction, whatever the size of the range).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+
+from ibkr_assets.domain.steps import step_number
+from ibkr_assets.partitions import split_key
+from ibkr_assets.storage.lineage_store import LineageStore
+from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
+
+
+class LineageResource(dg.ConfigurableResource):
+    """``database_url``: SQLAlchemy URL (``sqlite:///...`` default, ``postgresql+psycopg2://...``)."""
+
+    database_url: str = "sqlite:///.ibkr_assets/lineage.db"
+
+    _store: LineageStore | None = PrivateAttr(default=None)
+
+    def get_store(self) -> LineageStore:
+        if self._store is None:
+            url = sa.engine.make_url(self.database_url)
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            store = LineageStore(self.database_url)
+            store.create_schema()
+            self._store = store
+        return self._store
+
+    def recorder(
+        self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, step: str
+    ) -> StepRecorder:
+        return StepRecorder(context, self.get_store(), step)
+
+
+class StepRecorder:
+    """Lineage and artifact rows for one step of one run, written together by ``flush``."""
+
+    def __init__(self, context: Any, store: LineageStore, step: str) -> None:
+        run = context.run
+        self.store = store
+        self.step = step
+        self.base = {
+            "workflow_id": run.job_name,
+            "execution_id": run.root_run_id or run.run_id,
+            "run_id": run.run_id,
+            "step_name": step,
+            "step_number": step_number(step),
+            "code_version": _code_version(context),
+        }
+        self._rows: dict[str, LineageRecord] = {}
+        self._artifacts: list[ArtifactRecord] = []
+        self._started = time.perf_counter()
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self._started) * 1000)
+
+    def add(
+        self,
+        partition_key: str,
+        *,
+        status: str,
+        input_data: dict[str, Any],
+        output_data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        error: str | None = None,
+        duration_ms: int | None = None,
+    ) -> None:
+        day, symbol = split_key(partition_key)
+        self._rows[partition_key] = LineageRecord(
+            **self.base,
+            partition_key=partition_key,
+            symbol=symbol,
+            partition_date=dt.date.fromisoformat(day),
+            input_data=input_data,
+            output_data=output_data,
+            metadata=metadata or {},
+            status=status,
+            error=error,
+            duration_ms=duration_ms,
+        )
+
+    def add_artifact(self, partition_key: str, *, name: str, type: str, **fields: Any) -> None:
+        _, symbol = split_key(partition_key)
+        base = {k: v for k, v in self.base.items() if k not in {"step_number", "code_version"}}
+        self._artifacts.append(
+            ArtifactRecord(
+                **base, partition_key=partition_key, symbol=symbol, name=name, type=type, **fields
+            )
+        )
+
+    def flush(self) -> dict[str, int]:
+        """Write every collected row; returns the lineage row id of each partition."""
+        keys = list(self._rows)
+        ids = self.store.record_steps([self._rows[k] for k in keys]) if keys else []
+        if self._artifacts:
+            self.store.record_artifacts(self._artifacts)
+        self._rows.clear()
+        self._artifacts.clear()
+        return dict(zip(keys, ids, strict=True))
+
+
+def _code_version(context: Any) -> str | None:
+    try:
+        return context.assets_def.code_versions_by_key.get(context.asset_key)
+    except Exception:  # checks and multi-asset contexts have no single asset key
+        return None

@@ -1,0 +1,36 @@
+"""Daily bars from Interactive Brokers, through the one IBKR adapter."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from ibkr_assets.ibkr.adapter import IbkrAdapter
+
+
+class IbkrBarSource:
+    """A ``BarSource`` backed by IB Gateway / TWS.
+
+    The adapter connects on the first fetch and the connection is reused for every later
+    fetch (and re-established by the adapter if it dropped). Errors are the adapter's:
+    ``UnknownSymbolError`` and ``SourceUnavailableError``.
+    """
+
+    name: str = "ibkr"
+    synthetic: bool = False
+
+    def __init__(self, adapter: IbkrAdapter) -> None:
+        self._adapter = adapter
+
+    @property
+    def adapter(self) -> IbkrAdapter:
+        return self._adapter
+
+    def fetch_bars(self, symbol: str, end: dt.date, bars: int) -> pd.DataFrame:
+        """At most ``bars`` daily bars for ``symbol`` dated on or before ``end``, oldest first."""
+        return self._adapter.daily_bars(symbol, end, bars)
+
+    def close(self) -> None:
+        """Release the IBKR connection (the next fetch reconnects)."""
+        self._adapter.close()

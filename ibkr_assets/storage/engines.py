@@ -1,0 +1,42 @@
+"""One SQLAlchemy engine per database URL per process (a pooled engine, never one per row)."""
+
+from __future__ import annotations
+
+import threading
+
+import sqlalchemy as sa
+
+_engines: dict[str, sa.Engine] = {}
+_lock = threading.Lock()
+
+
+def engine_for(url: str) -> sa.Engine:
+    """The process-wide engine for ``url``, created on first use."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            kwargs: dict = {"pool_pre_ping": True}
+            if url.startswith("sqlite"):
+                kwargs["connect_args"] = {"timeout": 30}
+            engine = sa.create_engine(url, **kwargs)
+            if url.startswith("sqlite"):
+                _enable_sqlite_wal(engine)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests call this before dropping a database)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _enable_sqlite_wal(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

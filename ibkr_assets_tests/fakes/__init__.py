@@ -1,0 +1,1 @@
+"""Fakes of external boundaries, faithful to the real libraries' behaviour."""

@@ -1,0 +1,57 @@
+"""Shared test helpers: build the project's definitions for a temporary deployment and run them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from ibkr_assets.definitions import build_definitions
+from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+
+
+def run_partitions(
+    instance: dg.DagsterInstance,
+    *,
+    symbol: str,
+    start: str,
+    end: str | None = None,
+    job_name: str = "market_data_job",
+    raise_on_error: bool = False,
+) -> dg.ExecuteInProcessResult:
+    """Run ``job_name`` for ``symbol`` over the dates ``start`` .. ``end`` in ONE run."""
+    defs = build_definitions()
+    add_symbols(instance, [symbol])
+    job = defs.resolve_job_def(job_name)
+    if end is None or end == start:
+        return job.execute_in_process(
+            instance=instance, partition_key=f"{start}|{symbol}", raise_on_error=raise_on_error
+        )
+    return job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": f"{start}|{symbol}",
+            "dagster/asset_partition_range_end": f"{end}|{symbol}",
+        },
+        raise_on_error=raise_on_error,
+    )
+
+
+def add_symbols(instance: dg.DagsterInstance, symbols: Iterable[str]) -> None:
+    have = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
+    new = [s for s in symbols if s not in have]
+    if new:
+        instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, new)
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """check name -> passed, for every asset check evaluated in the run."""
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        e.step_failure_data.error.message
+        for e in result.all_events
+        if e.is_step_failure and e.step_failure_data.error
+    ]
