@@ -38,8 +38,22 @@ def _dagster_home() -> Path:
     return home
 
 
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def _quiet_dagster_warnings() -> None:
+    """Hide Dagster's beta/preview notices from the command's output (they are not for users)."""
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
 def demo(args: argparse.Namespace) -> int:
     home = _dagster_home()
+    _quiet_dagster_warnings()
     import dagster as dg
 
     from ibkr_assets.definitions import defs
@@ -51,8 +65,14 @@ def demo(args: argparse.Namespace) -> int:
         [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else settings.symbols
     )
     days = last_closed_sessions(args.days, settings.calendar)
+    unknown = _unknown_symbols(symbols, days[-1])
+    if unknown:
+        for message in unknown:
+            print(f"error: {message}", file=sys.stderr)
+        return 2
     instance = dg.DagsterInstance.get()
-    instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, symbols)
+    have = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
+    instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, [s for s in symbols if s not in have])
     job = defs.resolve_job_def("market_data_job")
     print(f"Dagster instance: {home}")
     print(f"Materializing market_data -> quality checks -> indicators for {', '.join(symbols)}")
@@ -63,6 +83,7 @@ def demo(args: argparse.Namespace) -> int:
     for symbol in symbols:
         result = job.execute_in_process(
             instance=instance,
+            run_config=QUIET_RUN_CONFIG,
             tags={
                 "dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
                 "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}",
@@ -79,6 +100,22 @@ def demo(args: argparse.Namespace) -> int:
                     print(f"    {event.step_key}: {event.step_failure_data.error.message.strip()}")
     _print_results(settings, run_ids)
     return 0 if ok else 1
+
+
+def _unknown_symbols(symbols: list[str], day: dt.date) -> list[str]:
+    """Messages for symbols the configured source refuses; they never become partitions."""
+    from ibkr_assets.resources import build_resources
+    from ibkr_assets.settings import load_settings
+    from ibkr_assets.sources.base import UnknownSymbolError
+
+    source = build_resources(load_settings())["market_data_source"].get_source()
+    messages = []
+    for symbol in symbols:
+        try:
+            source.fetch_bars(symbol, day, 1)
+        except UnknownSymbolError as exc:
+            messages.append(str(exc))
+    return messages
 
 
 def _print_results(settings, run_ids: list[str]) -> None:
