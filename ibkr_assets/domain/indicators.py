@@ -383,13 +383,17 @@ def _recurrence_tables(
         if seed is not None:
             first_grow[row, :seed] = 0.0
             first_grow[row, seed] /= alphas[row]
+    for table in (first_grow, grow, shrink, carry):
+        table.setflags(write=False)  # shared by every call through the cache
     return (first_grow, shrink, carry), (grow, shrink, carry)
 
 
 @functools.cache
 def _power_table(decay: float) -> np.ndarray:
     """``decay**k`` for k = 0, 1, ... until it underflows to zero."""
-    return decay ** np.arange(int(750 / -math.log(decay)), dtype=np.float64)
+    table = decay ** np.arange(int(750 / -math.log(decay)), dtype=np.float64)
+    table.setflags(write=False)
+    return table
 
 
 def _power_series(decay: float, length: int) -> np.ndarray:
