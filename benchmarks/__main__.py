@@ -16,6 +16,7 @@ import sys
 SECTIONS = {
     "lineage": "benchmarks.lineage_bench",
     "indicators": "benchmarks.indicators_bench",
+    "charts": "benchmarks.charts_bench",
 }
 
 

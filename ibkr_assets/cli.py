@@ -73,9 +73,9 @@ def demo(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get()
     have = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
     instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, [s for s in symbols if s not in have])
-    job = defs.resolve_job_def("market_data_job")
+    job = defs.resolve_job_def("trading_workflow_job")
     print(f"Dagster instance: {home}")
-    print(f"Materializing market_data -> quality checks -> indicators for {', '.join(symbols)}")
+    print(f"Materializing the trading workflow (market data to signal) for {', '.join(symbols)}")
     print(
         f"over {len(days)} sessions {days[0]} .. {days[-1]} (source: {settings.market_data_source})\n"
     )
@@ -124,31 +124,46 @@ def _print_results(settings, run_ids: list[str]) -> None:
     store = LineageStore(settings.lineage_url)
     rows = [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
     artifacts = [a for run_id in run_ids for a in store.artifact_rows(execution_id=run_id)]
-    print("\nIndicators (latest bar of each partition):")
+    by_partition: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_partition.setdefault(row["partition_key"], {})[row["step_name"]] = row
+    print(f"\nSignals ({settings.analyst} analyst):")
     print(
-        f"  {'partition':<18} {'status':<14} {'close':>10} {'rsi_14':>8} {'macd':>9} {'sma_20':>10}"
+        f"  {'partition':<18} {'close':>9} {'rsi_14':>7} {'signal':<13} {'conf':>4} {'R:R':>5}  note"
     )
-    for row in sorted(rows, key=lambda r: r["partition_key"]):
-        if row["step_name"] != "indicators":
-            continue
-        latest = row["output_data"].get("latest") or {}
-        close = row["input_data"]["market_data"].get("latest_price")
+    for key in sorted(by_partition):
+        steps = by_partition[key]
+        latest = steps.get("indicators", {}).get("output_data", {}).get("latest") or {}
+        market = steps.get("market_data", {}).get("output_data", {})
+        signal = steps.get("trading_signal", {})
+        out = signal.get("output_data", {})
+        note = "; ".join(out.get("rejections") or []) or out.get("reason") or ""
+        if not signal:
+            failed = [r for r in steps.values() if r["status"] == "error"]
+            note = failed[0]["error"] if failed else "not reached"
+        action = out.get("action") or signal.get("status", "-")
         print(
-            f"  {row['partition_key']:<18} {row['status']:<14} {_fmt(close):>10} "
-            f"{_fmt(latest.get('rsi_14')):>8} {_fmt(latest.get('macd')):>9} {_fmt(latest.get('sma_20')):>10}"
+            f"  {key:<18} {_fmt(market.get('latest_price')):>9} {_fmt(latest.get('rsi_14')):>7} "
+            f"{action:<13} {out.get('confidence', '-'):>4} {_fmt(out.get('risk_reward')):>5}  {note[:70]}"
         )
     where = (
         settings.object_root_path
         if settings.object_store == "local"
         else f"s3://{settings.s3_bucket}"
     )
-    print(f"\nObjects (seed layout trading-data/{{symbol}}/raw|processed/...): {where}")
+    print(
+        f"\nObjects (trading-data/{{symbol}}/..., ml-experiments/trading_workflow_{{symbol}}/...): {where}"
+    )
     print(f"Lineage database: {safe_url(settings.lineage_url)}")
     print(
         f"  {len(rows)} workflow_lineage rows and {len(artifacts)} artifacts rows from these runs"
     )
     print(
-        "Browse the runs, partitions and lineage graph: dagster dev  (then open http://127.0.0.1:3000)"
+        f"MLflow tracking store: {safe_url(settings.tracking_uri)}  (experiments trading_workflow_{{symbol}})"
+    )
+    print(f"  open it with: mlflow ui --backend-store-uri {safe_url(settings.tracking_uri)}")
+    print(
+        "Browse runs, partitions and the lineage graph: DAGSTER_HOME=$PWD dagster dev  (http://127.0.0.1:3000)"
     )
 
 

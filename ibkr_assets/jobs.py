@@ -12,3 +12,10 @@ market_data_job = dg.define_asset_job(
     partitions_def=daily_symbol_partitions,
     description="Market data, its quality gates and indicators for the selected partitions.",
 )
+
+trading_workflow_job = dg.define_asset_job(
+    name="trading_workflow_job",
+    selection=dg.AssetSelection.all(),
+    partitions_def=daily_symbol_partitions,
+    description="The whole graph: market data, quality gates, indicators, charts, analysis and signal.",
+)

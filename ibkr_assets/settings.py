@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 # env var -> field name
 ENV_VARS: dict[str, str] = {
@@ -29,11 +29,28 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_EXCHANGE_CALENDAR": "calendar",
     "IBKR_ASSETS_MAX_STALE_SESSIONS": "max_stale_sessions",
     "IBKR_ASSETS_SYMBOLS": "symbols",
+    "IBKR_ASSETS_ANALYST": "analyst",
+    "IBKR_ASSETS_LLM_MODEL": "llm_model",
+    "IBKR_ASSETS_LLM_BASE_URL": "llm_base_url",
+    "IBKR_ASSETS_LLM_TIMEOUT": "llm_timeout_s",
+    "IBKR_ASSETS_LLM_MAX_RETRIES": "llm_max_retries",
+    "IBKR_ASSETS_LLM_PRICE_IN": "llm_price_in",
+    "IBKR_ASSETS_LLM_PRICE_OUT": "llm_price_out",
+    "IBKR_ASSETS_LLM_CACHE_MODE": "llm_cache_mode",
+    "IBKR_ASSETS_LLM_CONCURRENCY": "llm_concurrency",
+    "IBKR_ASSETS_PROMPT_TEMPLATE": "prompt_template",
+    "IBKR_ASSETS_PROMPT_VERSION": "prompt_version",
+    "MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
+    "IBKR_ASSETS_MLFLOW_ARTIFACT_ROOT": "mlflow_artifact_root",
+    "IBKR_ASSETS_CHART_WORKERS": "chart_workers",
+    "IBKR_ASSETS_MIN_RISK_REWARD": "min_risk_reward",
+    "IBKR_ASSETS_MAX_ENTRY_DISTANCE_PCT": "max_entry_distance_pct",
+    "IBKR_ASSETS_MIN_CONFIDENCE": "min_confidence",
     "IBKR_HOST": "ibkr_host",
     "IBKR_PORT": "ibkr_port",
     "IBKR_CLIENT_ID": "ibkr_client_id",
 }
-SECRET_FIELDS = {"database_url", "stock_data_url"}
+SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri"}
 
 
 class ConfigError(ValueError):
@@ -55,6 +72,23 @@ class Settings(BaseModel):
     calendar: str = "XNYS"
     max_stale_sessions: int = 0
     symbols: list[str] = ["AAPL", "MSFT", "NVDA"]
+    analyst: Literal["rules", "openai"] = "rules"
+    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str | None = None
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_price_in: float = Field(default=0.15, ge=0)
+    llm_price_out: float = Field(default=0.60, ge=0)
+    llm_cache_mode: Literal["normal", "refresh", "replay"] = "normal"
+    llm_concurrency: int = Field(default=4, ge=1, le=64)
+    prompt_template: str = "chart_analysis"
+    prompt_version: int | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+    chart_workers: int | None = Field(default=None, ge=1)
+    min_risk_reward: float = Field(default=1.5, gt=0)
+    max_entry_distance_pct: float = Field(default=3.0, gt=0)
+    min_confidence: int = Field(default=60, ge=0, le=100)
     ibkr_host: str = "127.0.0.1"
     ibkr_port: int = 4002
     ibkr_client_id: int = 17
@@ -82,6 +116,14 @@ class Settings(BaseModel):
         return self.database_url or f"sqlite:///{self.home_path / 'lineage.db'}"
 
     @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_path / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home_path / "mlartifacts").as_uri()
+
+    @property
     def object_root_path(self) -> Path:
         return Path(self.object_root).resolve() if self.object_root else self.home_path / "objects"
 
@@ -90,7 +132,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     values = {field: env[var] for var, field in ENV_VARS.items() if env.get(var, "") != ""}
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as exc:
         by_field = {f: v for v, f in ENV_VARS.items()}
         problems = []
@@ -99,3 +141,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             shown = "<hidden>" if field in SECRET_FIELDS else repr(values.get(field))
             problems.append(f"{by_field.get(field, field)}={shown}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    if settings.analyst == "openai" and not env.get("OPENAI_API_KEY") and not settings.llm_base_url:
+        raise ConfigError(
+            "invalid configuration: IBKR_ASSETS_ANALYST='openai' needs OPENAI_API_KEY "
+            "(or IBKR_ASSETS_LLM_BASE_URL for a local OpenAI-compatible server)"
+        )
+    return settings

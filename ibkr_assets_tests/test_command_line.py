@@ -36,13 +36,16 @@ def test_demo_materializes_and_prints_where_everything_is(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     assert "AAPL: run" in out and " ok" in out
-    assert out.count("|AAPL    success") == 2
-    assert (
-        f"Objects (seed layout trading-data/{{symbol}}/raw|processed/...): {tmp_path / 'home' / 'objects'}"
-        in out
-    )
-    assert "6 workflow_lineage rows and 2 artifacts rows" in out
+    signal_lines = [line for line in out.splitlines() if "|AAPL " in line]
+    assert len(signal_lines) == 2
+    assert all(any(a in line for a in ("BUY", "SELL", "HOLD")) for line in signal_lines)
+    assert f"{tmp_path / 'home' / 'objects'}" in out
+    assert "14 workflow_lineage rows and 10 artifacts rows" in out
+    assert "mlflow ui --backend-store-uri sqlite:///" in out
     assert list((tmp_path / "home/objects/trading-data/AAPL/processed").glob("*_indicators.json"))
+    assert list(
+        (tmp_path / "home/objects/ml-experiments/trading_workflow_AAPL/charts").glob("*_daily.png")
+    )
 
 
 def test_demo_refuses_an_unknown_symbol_before_it_becomes_a_partition(tmp_path):

@@ -8,6 +8,7 @@ proposal that fails a sanity check becomes HOLD with the reasons kept.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,7 +33,12 @@ class SignalProposal(BaseModel):
 def hold_proposal(reason: str) -> SignalProposal:
     """The fail-closed answer: no trade, and why."""
     return SignalProposal(
-        action="HOLD", confidence=0, entry_price=None, stop_loss=None, take_profit=None, reasoning=reason
+        action="HOLD",
+        confidence=0,
+        entry_price=None,
+        stop_loss=None,
+        take_profit=None,
+        reasoning=reason,
     )
 
 
@@ -81,14 +87,20 @@ def sanity_failures(proposal: SignalProposal, last_close: float, rules: SignalRu
     entry, stop, target = proposal.entry_price, proposal.stop_loss, proposal.take_profit
     if entry is None or stop is None or target is None:
         return ["entry, stop-loss and take-profit are all required for BUY/SELL"]
+    if not all(math.isfinite(p) for p in (entry, stop, target)):
+        return ["entry, stop-loss and take-profit must be finite numbers"]
     problems: list[str] = []
     if min(entry, stop, target) <= 0:
         problems.append("prices must be positive")
     long = proposal.action == "BUY"
     if (stop >= entry) if long else (stop <= entry):
-        problems.append(f"stop-loss {stop} is on the wrong side of entry {entry} for {proposal.action}")
+        problems.append(
+            f"stop-loss {stop} is on the wrong side of entry {entry} for {proposal.action}"
+        )
     if (target <= entry) if long else (target >= entry):
-        problems.append(f"take-profit {target} is on the wrong side of entry {entry} for {proposal.action}")
+        problems.append(
+            f"take-profit {target} is on the wrong side of entry {entry} for {proposal.action}"
+        )
     rr = risk_reward(proposal.action, entry, stop, target)
     if not problems and (rr is None or rr < rules.min_risk_reward):
         problems.append(f"risk/reward {rr} is below the minimum {rules.min_risk_reward}")
@@ -99,7 +111,9 @@ def sanity_failures(proposal: SignalProposal, last_close: float, rules: SignalRu
             f"(max {rules.max_entry_distance_pct}%)"
         )
     if proposal.confidence < rules.min_confidence:
-        problems.append(f"confidence {proposal.confidence} is below the threshold {rules.min_confidence}")
+        problems.append(
+            f"confidence {proposal.confidence} is below the threshold {rules.min_confidence}"
+        )
     return problems
 
 
@@ -110,8 +124,14 @@ def build_signal(
     problems = sanity_failures(proposal, last_close, rules)
     actionable = proposal.action != "HOLD" and not problems
     rr = None
-    if proposal.action != "HOLD" and None not in (proposal.entry_price, proposal.stop_loss, proposal.take_profit):
-        rr = risk_reward(proposal.action, proposal.entry_price, proposal.stop_loss, proposal.take_profit)
+    if proposal.action != "HOLD" and None not in (
+        proposal.entry_price,
+        proposal.stop_loss,
+        proposal.take_profit,
+    ):
+        rr = risk_reward(
+            proposal.action, proposal.entry_price, proposal.stop_loss, proposal.take_profit
+        )
     return TradingSignal(
         symbol=symbol,
         as_of=as_of,
@@ -121,7 +141,9 @@ def build_signal(
         stop_loss=proposal.stop_loss,
         take_profit=proposal.take_profit,
         risk_reward=rr,
-        reasoning=proposal.reasoning if not problems else f"{proposal.reasoning} [HOLD: {'; '.join(problems)}]",
+        reasoning=proposal.reasoning
+        if not problems
+        else f"{proposal.reasoning} [HOLD: {'; '.join(problems)}]",
         is_actionable=actionable,
         proposed_action=proposal.action,
         rejections=problems,

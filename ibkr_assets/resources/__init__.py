@@ -10,10 +10,14 @@ import os
 
 import dagster as dg
 
+from ibkr_assets.resources.analyst import AnalystResource
+from ibkr_assets.resources.charts import ChartsResource
 from ibkr_assets.resources.io_manager import ObjectStoreIOManager
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
+from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource
+from ibkr_assets.resources.signal_rules import SignalRulesResource
 from ibkr_assets.settings import Settings
 
 
@@ -46,5 +50,29 @@ def build_resources(settings: Settings) -> dict[str, object]:
             ibkr_host=settings.ibkr_host,
             ibkr_port=settings.ibkr_port,
             ibkr_client_id=settings.ibkr_client_id,
+        ),
+        "charts": ChartsResource(workers=settings.chart_workers),
+        "analyst": AnalystResource(
+            provider=settings.analyst,
+            model=settings.llm_model,
+            base_url=settings.llm_base_url,
+            api_key=_secret("OPENAI_API_KEY", None),
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            price_per_mtok_in=settings.llm_price_in,
+            price_per_mtok_out=settings.llm_price_out,
+            template_id=settings.prompt_template,
+            template_version=settings.prompt_version,
+            cache_mode=settings.llm_cache_mode,
+            concurrency=settings.llm_concurrency,
+        ),
+        "signal_rules": SignalRulesResource(
+            min_risk_reward=settings.min_risk_reward,
+            max_entry_distance_pct=settings.max_entry_distance_pct,
+            min_confidence=settings.min_confidence,
+        ),
+        "mlflow": MlflowResource(
+            tracking_uri=_secret("MLFLOW_TRACKING_URI", settings.tracking_uri),
+            artifact_root=settings.artifact_root,
         ),
     }

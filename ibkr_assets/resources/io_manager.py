@@ -54,12 +54,12 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
                 f"{' ...' if len(absent) > 5 else ''}; materialize {asset} for them first"
             )
         store = self.object_store.get_store()
-        return {
-            key: layout.decode(
-                asset, get_verified(store, versions[key]["version_key"], versions[key]["sha256"])
-            )
-            for key in wanted
-        }
+        values = {}
+        for key in wanted:
+            day, symbol = split_key(key)
+            data = get_verified(store, versions[key]["version_key"], versions[key]["sha256"])
+            values[key] = layout.decode(asset, symbol, day, data)
+        return values
 
 
 def _latest_versions(

@@ -1,36 +1,78 @@
 """Where each asset's value lives in the object store (seed 000's layout) and how it is encoded.
 
-One table, ``LAYOUTS``, maps an asset name to its key and its value type. Encoding is canonical
-JSON (sorted keys, no NaN), so the same value always gives the same bytes and the same sha256.
+One table, ``LAYOUTS``, maps an asset name to its key, its encoding and its value type. JSON is
+canonical (sorted keys, no NaN) and charts are deterministic PNGs, so the same value always
+gives the same bytes and the same sha256. A ``Skipped`` partition (market closed, blocked) is
+stored as a small JSON next to where the value would have been (``<key>.skipped.json``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.domain.signal import TradingSignal
+from ibkr_assets.domain.skipped import Skipped
+
+JSON = "application/json"
+PNG = "image/png"
+
+
+def _experiment(symbol: str) -> str:
+    return f"ml-experiments/trading_workflow_{symbol}"
 
 
 @dataclass(frozen=True)
 class AssetLayout:
     key: Callable[[str, str, Any], str]  # (symbol, date, value) -> object key
-    decode: Callable[[dict[str, Any]], Any]
-    content_type: str = "application/json"
+    decode: Callable[[str, dt.date, bytes], Any]  # (symbol, date, bytes) -> value
+    content_type: str = JSON
+
+
+def _json_decoder(cls: Any) -> Callable[[str, dt.date, bytes], Any]:
+    load = getattr(cls, "from_json", None) or cls.model_validate
+    return lambda symbol, day, data: load(json.loads(data))
+
+
+def _chart(timeframe: str) -> AssetLayout:
+    return AssetLayout(
+        key=lambda symbol, day, value: f"{_experiment(symbol)}/charts/{day}_{timeframe}.png",
+        decode=lambda symbol, day, data: ChartImage.from_png(symbol, day, timeframe, data),
+        content_type=PNG,
+    )
+
+
+def _analysis_decoder(symbol: str, day: dt.date, data: bytes) -> Any:
+    from ibkr_assets.analysis.analysts import AnalysisResult
+
+    return AnalysisResult.from_json(json.loads(data))
 
 
 LAYOUTS: dict[str, AssetLayout] = {
     "market_data": AssetLayout(
         key=lambda symbol, day, value: f"trading-data/{symbol}/raw/{day}_{value.source}.json",
-        decode=MarketDataWindow.from_json,
+        decode=_json_decoder(MarketDataWindow),
     ),
     "indicators": AssetLayout(
         key=lambda symbol, day, value: f"trading-data/{symbol}/processed/{day}_indicators.json",
-        decode=IndicatorSet.from_json,
+        decode=_json_decoder(IndicatorSet),
+    ),
+    "daily_chart": _chart("daily"),
+    "weekly_chart": _chart("weekly"),
+    "llm_analysis": AssetLayout(
+        key=lambda symbol, day, value: f"{_experiment(symbol)}/artifacts/{day}_llm_analysis.json",
+        decode=_analysis_decoder,
+    ),
+    "trading_signal": AssetLayout(
+        key=lambda symbol, day, value: f"{_experiment(symbol)}/artifacts/{day}_trading_signal.json",
+        decode=_json_decoder(TradingSignal),
     ),
 }
 
@@ -53,18 +95,28 @@ def layout_for(asset: str) -> AssetLayout:
 
 
 def encode(value: Any) -> bytes:
-    return json.dumps(
-        value.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False
-    ).encode()
+    if isinstance(value, ChartImage):
+        return value.png
+    if hasattr(value, "to_json"):
+        payload = value.to_json()
+    else:  # pydantic models
+        payload = value.model_dump(mode="json")
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def plan(asset: str, symbol: str, day: str, value: Any) -> PlannedObject:
     layout = layout_for(asset)
     data = encode(value)
-    return PlannedObject(
-        layout.key(symbol, day, value), data, hashlib.sha256(data).hexdigest(), layout.content_type
-    )
+    key, content_type = layout.key(symbol, day, value), layout.content_type
+    if isinstance(value, Skipped):
+        key, content_type = f"{key.rsplit('.', 1)[0]}.skipped.json", JSON
+    return PlannedObject(key, data, hashlib.sha256(data).hexdigest(), content_type)
 
 
-def decode(asset: str, data: bytes) -> Any:
-    return layout_for(asset).decode(json.loads(data))
+def decode(asset: str, symbol: str, day: str, data: bytes) -> Any:
+    as_of = dt.date.fromisoformat(day)
+    if data[:1] == b"{":
+        payload = json.loads(data)
+        if payload.get("kind") == "skipped":
+            return Skipped.from_json(payload)
+    return layout_for(asset).decode(symbol, as_of, data)

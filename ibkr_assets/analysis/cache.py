@@ -1,0 +1,112 @@
+"""The replay cache: one stored analysis per exact question, so runs can be repeated for free.
+
+The key covers everything that decides the answer: provider, model, template id and version,
+the rendered prompt and the chart bytes. ``normal`` reuses a stored answer, ``refresh``
+always asks again, ``replay`` only reads and never touches the network (a miss is an error).
+Transient failures are never stored, so a later run retries them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Literal, get_args
+
+from ibkr_assets.analysis.analysts import AnalysisRequest, AnalysisResult, Analyst
+from ibkr_assets.storage.object_store import ObjectStore
+
+CacheMode = Literal["normal", "refresh", "replay"]
+DEFAULT_PREFIX = "ml-experiments/llm-cache"
+_KEY_FORMAT = 1  # bump when the canonical encoding below changes
+
+
+class ReplayMissError(LookupError):
+    """Replay mode found no stored analysis for a request."""
+
+
+def cache_key(
+    *,
+    provider: str,
+    model: str,
+    template_id: str,
+    template_version: int,
+    prompt: str,
+    images: Mapping[str, bytes],
+) -> str:
+    """sha256 over a canonical JSON encoding; images are hashed and sorted by name."""
+    canonical = {
+        "format": _KEY_FORMAT,
+        "provider": provider,
+        "model": model,
+        "template_id": template_id,
+        "template_version": template_version,
+        "prompt": prompt,
+        "images": sorted((name, hashlib.sha256(data).hexdigest()) for name, data in images.items()),
+    }
+    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Analyses in an object store, one JSON object per key under ``prefix``."""
+
+    def __init__(self, store: ObjectStore, prefix: str = DEFAULT_PREFIX) -> None:
+        self.store = store
+        self.prefix = prefix.rstrip("/")
+
+    def object_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}.json"
+
+    def get(self, key: str) -> AnalysisResult | None:
+        """The stored result of the original call for ``key``, or None."""
+        object_key = self.object_key(key)
+        if not self.store.exists(object_key):
+            return None
+        return AnalysisResult.from_json(json.loads(self.store.get(object_key)))
+
+    def put(self, result: AnalysisResult) -> None:
+        """Store ``result`` as the answer for its key (refusing transient failures)."""
+        if not result.cacheable:
+            raise ValueError(f"a transient failure is not cached: {result.error}")
+        data = json.dumps(result.to_json(), sort_keys=True, indent=2).encode("utf-8")
+        self.store.put(self.object_key(result.cache_key), data, "application/json")
+
+
+def _as_hit(stored: AnalysisResult) -> AnalysisResult:
+    return dataclasses.replace(stored, cache_hit=True, cost_usd=0.0, saved_cost_usd=stored.cost_usd)
+
+
+def analyze(
+    analyst: Analyst, request: AnalysisRequest, cache: ResponseCache, mode: CacheMode = "normal"
+) -> AnalysisResult:
+    """Run ``analyst`` on ``request`` through ``cache`` in ``mode`` (see the module docstring)."""
+    if mode not in get_args(CacheMode):
+        raise ValueError(
+            f"unknown cache mode {mode!r}; use one of {', '.join(get_args(CacheMode))}"
+        )
+    key = cache_key(
+        provider=analyst.provider,
+        model=analyst.model,
+        template_id=request.template.id,
+        template_version=request.template.version,
+        prompt=request.prompt,
+        images=request.images,
+    )
+    if mode != "refresh":
+        stored = cache.get(key)
+        if stored is not None:
+            return _as_hit(stored)
+        if mode == "replay":
+            raise ReplayMissError(
+                f"replay mode: no cached analysis for {request.symbol} on "
+                f"{request.as_of.isoformat()} ({analyst.provider}/{analyst.model}, template "
+                f"{request.template.id} v{request.template.version}, cache key {key} at "
+                f"{cache.store.uri(cache.object_key(key))}); run in 'normal' or 'refresh' "
+                "mode first to record it"
+            )
+    result = analyst.analyze(request)
+    if result.cacheable:
+        cache.put(result)
+    return result

@@ -1,0 +1,130 @@
+"""``trading_signal``: the analyst's proposal after the sanity checks (BUY / SELL / HOLD)."""
+
+import dagster as dg
+
+from ibkr_assets.domain.indicator_set import IndicatorSet
+from ibkr_assets.domain.signal import TradingSignal, build_signal
+from ibkr_assets.domain.skipped import Skipped
+from ibkr_assets.partitions import daily_symbol_partitions
+from ibkr_assets.resources.lineage import LineageResource
+from ibkr_assets.resources.mlflow import MlflowResource
+from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.resources.signal_rules import SignalRulesResource
+
+
+@dg.asset(
+    partitions_def=daily_symbol_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="object_store_io_manager",
+    code_version="1",
+    group_name="analysis",
+    kinds={"pydantic"},
+)
+def trading_signal(
+    context: dg.AssetExecutionContext,
+    llm_analysis: dict,
+    indicators: dict[str, IndicatorSet],
+    signal_rules: SignalRulesResource,
+    object_store: ObjectStoreResource,
+    lineage: LineageResource,
+    mlflow: MlflowResource,
+) -> dg.Output[dict]:
+    """BUY / SELL / HOLD with confidence, entry, stop, take-profit and R:R.
+
+    A proposal that fails a sanity check (stop or target on the wrong side, R:R below the
+    minimum, entry too far from the last close, low confidence) becomes HOLD with the reasons.
+    """
+    recorder = lineage.recorder(context, "trading_signal")
+    tracker = mlflow.get_tracker()
+    rules = signal_rules.rules()
+    values: dict[str, TradingSignal | Skipped] = {}
+    mlflow_runs: dict[str, str] = {}
+    for key in context.partition_keys:
+        analysis, ind = llm_analysis[key], indicators[key]
+        if isinstance(analysis, Skipped):
+            values[key] = analysis
+            recorder.add(
+                key,
+                status=analysis.status,
+                input_data={"llm_analysis": analysis.summary()},
+                output_data={
+                    **analysis.summary(),
+                    "object": object_ref(object_store, "trading_signal", key, analysis),
+                },
+            )
+            continue
+        last_close = float(ind.frame["close"].iloc[-1])
+        signal = build_signal(
+            analysis.proposal,
+            symbol=ind.symbol,
+            as_of=ind.as_of,
+            last_close=last_close,
+            rules=rules,
+        )
+        values[key] = signal
+        ref = object_ref(object_store, "trading_signal", key, signal)
+        data = signal.model_dump(mode="json")
+        run_id = tracker.run_for_partition(
+            symbol=signal.symbol,
+            partition_key=key,
+            execution_id=recorder.base["execution_id"],
+            dagster_run_id=context.run.run_id,
+            tags={"signal_action": signal.action},
+        )
+        tracker.log_json(run_id, "trading_signal.json", data)
+        tracker.log(
+            run_id,
+            params={"signal_action": signal.action, "signal_confidence": signal.confidence},
+            metrics={"latest_price": last_close, "confidence_score": signal.confidence},
+            tags={
+                "signal_action": signal.action,
+                "is_actionable": str(signal.is_actionable).lower(),
+            },
+        )
+        tracker.finish(run_id)
+        mlflow_runs[key] = run_id
+        recorder.add(
+            key,
+            status="success",
+            input_data={
+                "llm_analysis": {
+                    "proposal": analysis.proposal.model_dump(mode="json"),
+                    "valid": analysis.valid,
+                    "cache_key": analysis.cache_key,
+                },
+                "last_close": last_close,
+                "rules": rules.__dict__,
+            },
+            output_data={**data, "object": ref, "mlflow_run_id": run_id},
+        )
+        recorder.add_artifact(
+            key,
+            name=f"{signal.symbol} {signal.action} Signal {signal.as_of}",
+            type="signal",
+            signal_data=data,
+            confidence_score=signal.confidence / 100.0,
+            uri=ref["uri"],
+            sha256=ref["sha256"],
+            model_name=analysis.model,
+            metadata={"is_actionable": signal.is_actionable, "rejections": signal.rejections},
+            mlflow_run_id=run_id,
+            mlflow_experiment_id=tracker.experiment_id(signal.symbol),
+        )
+    row_ids = recorder.flush()
+    signals = [v for v in values.values() if isinstance(v, TradingSignal)]
+    meta: dict = {
+        "partitions": len(values),
+        "actions": dg.MetadataValue.json(
+            {a: sum(s.action == a for s in signals) for a in ("BUY", "SELL", "HOLD")}
+        ),
+        "actionable": sum(s.is_actionable for s in signals),
+        "lineage_row_ids": dg.MetadataValue.json(row_ids),
+    }
+    meta["mlflow_run_ids"] = dg.MetadataValue.json(mlflow_runs)
+    if len(values) == 1 and signals:
+        (only,) = signals
+        meta |= {"action": only.action, "confidence": only.confidence, "reasoning": only.reasoning}
+        run_url = tracker.run_url(next(iter(mlflow_runs.values())))
+        if run_url:
+            meta["mlflow_run"] = dg.MetadataValue.url(run_url)
+    return dg.Output(values, metadata=meta)

@@ -1,0 +1,358 @@
+"""MLflow tracking through ``MlflowClient`` only: one run per (partition, execution).
+
+Several asset steps of one partition log into the same MLflow run, possibly from different
+processes, so the run is found (or created) by its ``partition_key`` and ``execution_id`` tags
+rather than kept in memory. The fluent API (``mlflow.start_run``) is never used: its active run
+is global state, unsafe when partitions run in threads or one process handles several.
+
+``mlflow`` is imported lazily: importing it takes seconds, and most code paths that import this
+module (loading the Dagster definitions) never log anything.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+WORKFLOW_TYPE = "trading_signal"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+INIT_LOCK_TIMEOUT_S = 300  # creating a store takes seconds; waiting longer means a stuck process
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not be reached or refused a request (the message never shows a password)."""
+
+
+class MlflowTracker:
+    """Experiments ``trading_workflow_{symbol}`` and their per-partition runs.
+
+    ``artifact_root``: where new experiments keep their artifacts (``<artifact_root>/<name>``); a
+    local path or a URI such as ``s3://bucket/prefix``. ``None`` leaves it to the tracking server.
+    """
+
+    def __init__(self, tracking_uri: str, artifact_root: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self._client: MlflowClient | None = None
+        self._experiments: dict[str, str] = {}
+        self._run_experiments: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MlflowTracker({redact_uri(self.tracking_uri)!r})"
+
+    @property
+    def client(self) -> MlflowClient:
+        """The client, built on first use (for a SQL store this creates or checks the schema).
+
+        A new SQLite store is migrated by the first client that opens it; several processes
+        doing that at once leave it half-migrated and unusable, so they take turns on a lock
+        file next to the database (see ``_sqlite_store_setup``).
+        """
+        with self._lock:
+            if self._client is None:
+                with self._guard("connecting to the tracking store", any_error=True):
+                    from mlflow import MlflowClient
+
+                    with _sqlite_store_setup(self.tracking_uri):
+                        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            return self._client
+
+    @staticmethod
+    def experiment_name(symbol: str) -> str:
+        return f"trading_workflow_{symbol}"
+
+    def experiment_id(self, symbol: str) -> str:
+        """Get or create the symbol's experiment; ids are cached for the life of the process."""
+        name = self.experiment_name(symbol)
+        with self._lock:
+            cached = self._experiments.get(name)
+        if cached is not None:
+            return cached
+        client = self.client
+        from mlflow.exceptions import MlflowException
+
+        with self._guard(f"getting experiment {name!r}"):
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    client.create_experiment(name, artifact_location=self._artifact_location(name))
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    # Another process created it between our lookup and our create.
+                experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise TrackingError(f"MLflow experiment {name!r} vanished right after its creation")
+        if experiment.lifecycle_stage != "active":
+            raise TrackingError(
+                f"MLflow experiment {name!r} is deleted: restore it or delete it permanently "
+                f"(mlflow gc) at {redact_uri(self.tracking_uri)}"
+            )
+        with self._lock:
+            self._experiments[name] = experiment.experiment_id
+        return experiment.experiment_id
+
+    def run_for_partition(
+        self,
+        *,
+        symbol: str,
+        partition_key: str,
+        execution_id: str,
+        dagster_run_id: str,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """The MLflow run id of this partition in this execution, created on first call.
+
+        Later calls (other steps, re-executions sharing the root run id) return the same run and
+        bring ``dagster_run_id`` and ``tags`` up to date. A run that is already FINISHED is kept:
+        MLflow accepts logging into it. If two processes create the run at the same moment, both
+        keep the oldest one and the other is deleted, so every caller ends up on the same run.
+        """
+        day, sep, key_symbol = partition_key.partition("|")
+        if not sep or not day or key_symbol != symbol:
+            raise ValueError(f"partition key {partition_key!r} is not of the form DATE|{symbol}")
+        experiment_id = self.experiment_id(symbol)
+        client = self.client
+        extra = {"dagster_run_id": dagster_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
+        with self._guard(f"finding the run of partition {partition_key!r}"):
+            existing = self._find_run(experiment_id, partition_key, execution_id)
+            if existing is None:
+                created = client.create_run(
+                    experiment_id,
+                    run_name=partition_key,
+                    tags={
+                        "workflow_type": WORKFLOW_TYPE,
+                        "symbol": symbol,
+                        "date": day,
+                        "partition_key": partition_key,
+                        "execution_id": execution_id,
+                        **extra,
+                    },
+                )
+                run_id = created.info.run_id
+                winner = self._find_run(experiment_id, partition_key, execution_id)
+                if winner is not None and winner.info.run_id != run_id:
+                    client.delete_run(run_id)
+                    run_id = winner.info.run_id
+                    self._update_tags(run_id, winner.data.tags, extra)
+            else:
+                run_id = existing.info.run_id
+                self._update_tags(run_id, existing.data.tags, extra)
+        with self._lock:
+            self._run_experiments[run_id] = experiment_id
+        return run_id
+
+    def log(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float | None] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log everything in one ``log_batch`` call; ``None`` metrics are skipped.
+
+        MLflow params are write-once: logging a key again with a different value fails the whole
+        batch. A re-executed step may legitimately compute another value (new data, new prompt),
+        so the first value stays the param and the new one is recorded as the tag
+        ``param_changed.<key>`` instead of losing the step's metrics and tags.
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = self.client
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        new_params: dict[str, str] = {}
+        with self._guard(f"logging to run {run_id}"):
+            if params:
+                logged = client.get_run(run_id).data.params
+                for key, value in params.items():
+                    text = str(value)
+                    if key not in logged:
+                        new_params[key] = text
+                    elif logged[key] != text:
+                        all_tags[f"param_changed.{key}"] = text
+            now = int(time.time() * 1000)
+            batch_metrics = [
+                Metric(key, float(value), now, 0)
+                for key, value in (metrics or {}).items()
+                if value is not None
+            ]
+            if not (new_params or batch_metrics or all_tags):
+                return
+            client.log_batch(
+                run_id,
+                metrics=batch_metrics,
+                params=[Param(k, v) for k, v in new_params.items()],
+                tags=[RunTag(k, v) for k, v in all_tags.items()],
+            )
+
+    def log_bytes(self, run_id: str, artifact_path: str, data: bytes) -> None:
+        """Store ``data`` as the artifact ``artifact_path`` (e.g. ``charts/daily_chart.png``)."""
+        path = _artifact_path(artifact_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            local.write_bytes(data)
+            with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
+                parent = str(path.parent)
+                self.client.log_artifact(run_id, str(local), None if parent == "." else parent)
+
+    def log_text(self, run_id: str, artifact_path: str, text: str) -> None:
+        """Store ``text`` (UTF-8) as the artifact ``artifact_path`` (e.g. ``prompt.txt``)."""
+        _artifact_path(artifact_path)
+        with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
+            self.client.log_text(run_id, text, artifact_path)
+
+    def log_json(self, run_id: str, artifact_path: str, obj: Any) -> None:
+        """Store ``obj`` as indented JSON; dates, decimals and the like are written as strings."""
+        self.log_text(run_id, artifact_path, json.dumps(obj, indent=2, default=str))
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        """Mark the run terminated; later logging into it still works."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"status must be one of {TERMINAL_STATUSES}, not {status!r}")
+        with self._guard(f"finishing run {run_id}"):
+            self.client.set_terminated(run_id, status=status)
+
+    def run_url(self, run_id: str) -> str | None:
+        """Link to the run in the MLflow UI, only for an http(s) tracking server."""
+        parts = urlsplit(self.tracking_uri)
+        if parts.scheme not in ("http", "https"):
+            return None
+        with self._lock:
+            experiment_id = self._run_experiments.get(run_id)
+        if experiment_id is None:
+            with self._guard(f"getting run {run_id}"):
+                experiment_id = self.client.get_run(run_id).info.experiment_id
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+        base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def _find_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
+        """The oldest active run with these tags (or None); oldest so concurrent callers agree."""
+        from mlflow.entities import ViewType
+
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.partition_key = {quote_filter_value(partition_key)} "
+                f"AND tags.execution_id = {quote_filter_value(execution_id)}"
+            ),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        return runs[0] if runs else None
+
+    def _update_tags(self, run_id: str, current: Mapping[str, str], wanted: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        changed = [RunTag(k, v) for k, v in wanted.items() if current.get(k) != v]
+        if changed:
+            self.client.log_batch(run_id, tags=changed)
+
+    def _artifact_location(self, name: str) -> str | None:
+        if self.artifact_root is None:
+            return None
+        if "://" in self.artifact_root or self.artifact_root.startswith("file:"):
+            return f"{self.artifact_root.rstrip('/')}/{name}"
+        return (Path(self.artifact_root).expanduser().resolve() / name).as_uri()
+
+    @contextmanager
+    def _guard(self, action: str, any_error: bool = False) -> Iterator[None]:
+        """Turn MLflow, network, database and file errors (or ``any_error``) into TrackingError."""
+        try:
+            yield
+        except Exception as exc:
+            if isinstance(exc, TrackingError) or not (
+                any_error or isinstance(exc, _tracking_errors())
+            ):
+                raise
+            message = _hide_password(f"{type(exc).__name__}: {exc}", self.tracking_uri)
+            raise TrackingError(
+                f"MLflow {action} failed (tracking URI {redact_uri(self.tracking_uri)}): {message}"
+            ) from None
+
+
+def quote_filter_value(value: str) -> str:
+    """Quote a string constant for an MLflow filter; MLflow has no escapes, only two quotes."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"{value!r} holds both quote characters and cannot be searched in MLflow")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***``."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _hide_password(text: str, uri: str) -> str:
+    password = urlsplit(uri).password
+    return text.replace(password, "***") if password else text
+
+
+def _artifact_path(artifact_path: str) -> PurePosixPath:
+    path = PurePosixPath(artifact_path)
+    if not path.name or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"artifact path {artifact_path!r} must be a relative file path")
+    return path
+
+
+def sqlite_database(tracking_uri: str) -> str | None:
+    """The database file of a ``sqlite:`` URI; None for other stores and in-memory SQLite."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    import sqlalchemy as sa
+
+    database = sa.engine.make_url(tracking_uri).database
+    return None if database in (None, "", ":memory:") else database
+
+
+@contextmanager
+def _sqlite_store_setup(tracking_uri: str) -> Iterator[None]:
+    """Serialize the set-up of a SQLite store across processes (no-op for other stores).
+
+    ``<db>.ready`` marks a store that was fully set up, so later clients skip the lock. It is
+    removed (under the lock) before a store is created, and the database is checked before the
+    marker, so a process never mistakes a store being created for a ready one.
+    """
+    database = sqlite_database(tracking_uri)
+    db = Path(database) if database else None
+    ready = Path(f"{database}.ready")
+    if db is None or (db.exists() and ready.exists()):
+        yield
+        return
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.lock", timeout=INIT_LOCK_TIMEOUT_S):
+        ready.unlink(missing_ok=True)
+        yield
+        ready.touch()
+
+
+def _tracking_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, requests.RequestException, sqlalchemy.exc.SQLAlchemyError, OSError)

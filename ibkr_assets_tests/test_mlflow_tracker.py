@@ -1,0 +1,300 @@
+"""MlflowTracker against a real MLflow SQLite tracking store with a local artifact folder.
+
+Creating the store runs MLflow's schema migrations (seconds), so one store serves the module;
+each test uses its own partition keys or execution ids to stay independent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from ibkr_assets.resources.mlflow import MlflowResource
+from ibkr_assets.tracking.mlflow_tracker import (
+    MlflowTracker,
+    TrackingError,
+    _sqlite_store_setup,
+    quote_filter_value,
+    redact_uri,
+    sqlite_database,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}", root / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def tracker(store: tuple[str, Path]) -> MlflowTracker:
+    uri, artifacts = store
+    return MlflowTracker(uri, str(artifacts))
+
+
+@pytest.fixture()
+def client(store: tuple[str, Path]) -> MlflowClient:
+    """A client independent of the tracker, to check what really landed in the store."""
+    return MlflowClient(tracking_uri=store[0])
+
+
+def _run(tracker: MlflowTracker, key: str = "2025-01-02|AAPL", **kwargs: Any) -> str:
+    symbol = key.partition("|")[2]
+    args = {"execution_id": uuid.uuid4().hex, "dagster_run_id": "d1", **kwargs}
+    return tracker.run_for_partition(symbol=symbol, partition_key=key, **args)
+
+
+def test_experiment_is_created_once_with_artifact_location(
+    tracker: MlflowTracker, store: tuple[str, Path], client: MlflowClient
+) -> None:
+    experiment_id = tracker.experiment_id("AAPL")
+
+    experiment = client.get_experiment_by_name("trading_workflow_AAPL")
+    assert experiment is not None and experiment.experiment_id == experiment_id
+    assert experiment.artifact_location == (store[1] / "trading_workflow_AAPL").as_uri()
+    assert tracker.experiment_id("AAPL") == experiment_id
+    assert MlflowTracker(store[0]).experiment_id("AAPL") == experiment_id  # fresh cache
+    assert Path(f"{sqlite_database(store[0])}.ready").is_file()  # later processes skip the lock
+
+
+def test_experiment_created_concurrently_by_another_process(
+    store: tuple[str, Path], client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.create_experiment("trading_workflow_RACE")
+    late = MlflowTracker(store[0])
+    real_get = late.client.get_experiment_by_name
+    lookups: list[str] = []
+
+    def get(name: str) -> object:  # the first lookup ran before the other process's create
+        lookups.append(name)
+        return None if len(lookups) == 1 else real_get(name)
+
+    monkeypatch.setattr(late.client, "get_experiment_by_name", get)
+
+    experiment = client.get_experiment_by_name("trading_workflow_RACE")
+    assert experiment is not None
+    assert late.experiment_id("RACE") == experiment.experiment_id
+    assert len(lookups) == 2
+
+
+def test_run_for_partition_is_idempotent_and_tagged(
+    tracker: MlflowTracker, client: MlflowClient
+) -> None:
+    key = "2025-01-03|AAPL"
+    first = _run(tracker, key, execution_id="exec-1", tags={"code_version": "v1"})
+    again = _run(tracker, key, execution_id="exec-1", dagster_run_id="d2")
+
+    assert again == first
+    run = client.get_run(first)
+    assert run.info.run_name == key
+    assert run.info.experiment_id == tracker.experiment_id("AAPL")
+    assert {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")} == {
+        "workflow_type": "trading_signal",
+        "symbol": "AAPL",
+        "date": "2025-01-03",
+        "partition_key": key,
+        "execution_id": "exec-1",
+        "dagster_run_id": "d2",
+        "code_version": "v1",
+    }
+    assert _run(tracker, key, execution_id="exec-2") != first
+    assert _run(tracker, "2025-01-06|AAPL", execution_id="exec-1") != first
+
+
+def test_values_with_quotes_are_searchable(tracker: MlflowTracker) -> None:
+    assert quote_filter_value("2025-01-02|AAPL") == "'2025-01-02|AAPL'"
+    assert quote_filter_value("it's") == '"it\'s"'
+    with pytest.raises(ValueError, match="both quote"):
+        quote_filter_value("""'"'""")
+    first = _run(tracker, "2025-01-07|AAPL", execution_id="it's")
+    assert _run(tracker, "2025-01-07|AAPL", execution_id="it's") == first
+
+
+def test_concurrent_run_creation_converges_on_the_oldest_run(
+    tracker: MlflowTracker,
+    store: tuple[str, Path],
+    client: MlflowClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "2025-01-08|AAPL"
+    winner = _run(tracker, key, execution_id="race")
+    late = MlflowTracker(store[0])
+    real_find = late._find_run
+    searches: list[tuple[str, ...]] = []
+
+    def find(*args: str) -> object:  # the first search ran before the winner's run existed
+        searches.append(args)
+        return None if len(searches) == 1 else real_find(*args)
+
+    monkeypatch.setattr(late, "_find_run", find)
+
+    assert _run(late, key, execution_id="race", dagster_run_id="d9") == winner
+    deleted = client.search_runs(
+        [tracker.experiment_id("AAPL")],
+        "tags.execution_id = 'race'",
+        run_view_type=ViewType.DELETED_ONLY,
+    )
+    assert len(deleted) == 1 and deleted[0].info.run_id != winner
+    assert len(searches) == 2
+    assert client.get_run(winner).data.tags["dagster_run_id"] == "d9"
+
+
+def test_partition_key_must_match_the_symbol(tracker: MlflowTracker) -> None:
+    with pytest.raises(ValueError, match="DATE\\|MSFT"):
+        tracker.run_for_partition(
+            symbol="MSFT", partition_key="2025-01-02|AAPL", execution_id="e", dagster_run_id="d"
+        )
+
+
+def test_log_params_metrics_and_tags_in_one_batch(
+    tracker: MlflowTracker, client: MlflowClient
+) -> None:
+    run_id = _run(tracker)
+    tracker.log(
+        run_id,
+        params={"symbol": "AAPL", "position_size": 100, "signal_confidence": 0.85},
+        metrics={"latest_price": 187.5, "order_placed": True, "portfolio_value": None},
+        tags={"signal_action": "BUY"},
+    )
+
+    data = client.get_run(run_id).data
+    assert data.params == {"symbol": "AAPL", "position_size": "100", "signal_confidence": "0.85"}
+    assert data.metrics == {"latest_price": 187.5, "order_placed": 1.0}
+    assert data.tags["signal_action"] == "BUY"
+
+
+def test_changed_param_is_kept_as_a_tag(tracker: MlflowTracker, client: MlflowClient) -> None:
+    run_id = _run(tracker)
+    tracker.log(run_id, params={"llm_provider": "openai", "symbol": "AAPL"})
+    tracker.log(
+        run_id,
+        params={"llm_provider": "anthropic", "symbol": "AAPL", "model": "m1"},
+        metrics={"confidence_score": 0.7},
+    )
+
+    data = client.get_run(run_id).data
+    assert data.params == {"llm_provider": "openai", "symbol": "AAPL", "model": "m1"}
+    assert data.tags["param_changed.llm_provider"] == "anthropic"
+    assert "param_changed.symbol" not in data.tags
+    assert data.metrics == {"confidence_score": 0.7}
+
+
+def test_artifacts_round_trip(
+    tracker: MlflowTracker, client: MlflowClient, store: tuple[str, Path], tmp_path: Path
+) -> None:
+    run_id = _run(tracker)
+    signal = {"action": "BUY", "confidence": 0.8, "reasons": ["rsi", "macd"]}
+    tracker.log_bytes(run_id, "daily_chart.png", PNG)
+    tracker.log_bytes(run_id, "charts/weekly_chart.png", PNG[::-1])
+    tracker.log_json(run_id, "trading_signal.json", signal)
+    tracker.log_text(run_id, "prompt.txt", "Analyse AAPL ✓")
+
+    listed = {f.path for f in client.list_artifacts(run_id)}
+    assert listed == {"charts", "daily_chart.png", "trading_signal.json", "prompt.txt"}
+    assert [f.path for f in client.list_artifacts(run_id, "charts")] == ["charts/weekly_chart.png"]
+
+    def download(path: str) -> bytes:
+        return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_bytes()
+
+    assert download("daily_chart.png") == PNG
+    assert download("charts/weekly_chart.png") == PNG[::-1]
+    assert json.loads(download("trading_signal.json")) == signal
+    assert download("prompt.txt").decode("utf-8") == "Analyse AAPL ✓"
+    assert client.get_run(run_id).info.artifact_uri.startswith(store[1].as_uri())
+    with pytest.raises(ValueError, match="relative file path"):
+        tracker.log_text(run_id, "../escape.txt", "x")
+
+
+def test_finish_sets_status_and_finished_run_is_reused(
+    tracker: MlflowTracker, client: MlflowClient
+) -> None:
+    run_id = _run(tracker, execution_id="finished")
+    tracker.finish(run_id)
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time is not None
+    assert _run(tracker, execution_id="finished") == run_id
+    tracker.log(run_id, metrics={"late_metric": 1.0})
+    assert client.get_run(run_id).data.metrics == {"late_metric": 1.0}
+    tracker.finish(run_id, status="FAILED")
+    assert client.get_run(run_id).info.status == "FAILED"
+    with pytest.raises(ValueError, match="status must be"):
+        tracker.finish(run_id, status="RUNNING")
+
+
+def test_run_url_only_for_http_servers_and_without_password(
+    tracker: MlflowTracker, store: tuple[str, Path]
+) -> None:
+    run_id = _run(tracker)
+    assert tracker.run_url(run_id) is None
+
+    server = MlflowTracker("https://user:s3cret@mlflow.example.com:5000/")
+    server._client = MlflowClient(tracking_uri=store[0])  # the server's answers, from the store
+    experiment_id = tracker.experiment_id("AAPL")
+    assert server.run_url(run_id) == (
+        f"https://mlflow.example.com:5000/#/experiments/{experiment_id}/runs/{run_id}"
+    )
+
+
+def test_unreachable_server_gives_tracking_error_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = MlflowTracker(f"http://user:s3cret@127.0.0.1:{port}")
+
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as caught:
+        server.experiment_id("AAPL")
+    assert time.monotonic() - started < 10
+    message = str(caught.value)
+    assert f"http://user:***@127.0.0.1:{port}" in message
+    assert "s3cret" not in message and "trading_workflow_AAPL" in message
+
+
+def test_store_marked_ready_only_after_a_successful_setup(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    with pytest.raises(RuntimeError, match="migration failed"), _sqlite_store_setup(uri):
+        raise RuntimeError("migration failed")
+    assert not (tmp_path / "new" / "mlflow.db.ready").exists()
+    with _sqlite_store_setup(uri):
+        (tmp_path / "new" / "mlflow.db").touch()
+    assert (tmp_path / "new" / "mlflow.db.ready").is_file()
+
+
+def test_unusable_store_gives_tracking_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("x")
+    broken = MlflowTracker(f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}")
+    with pytest.raises(TrackingError, match="connecting to the tracking store"):
+        broken.experiment_id("AAPL")
+
+
+def test_redact_uri() -> None:
+    assert redact_uri("postgresql://u:pw@db:5432/mlflow") == "postgresql://u:***@db:5432/mlflow"
+    assert redact_uri("sqlite:///x/mlflow.db") == "sqlite:///x/mlflow.db"
+    assert "pw" not in repr(MlflowTracker("http://u:pw@host"))
+
+
+def test_resource_prepares_the_sqlite_folder(tmp_path: Path) -> None:
+    resource = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+
+    tracker = resource.get_tracker()
+    assert (tmp_path / "home").is_dir()
+    assert tracker.artifact_root == str((tmp_path / "home" / "mlflow-artifacts").resolve())
+    assert resource.get_tracker() is tracker
+    server = MlflowResource(tracking_uri="http://mlflow:5000", artifact_root="s3://b/mlflow")
+    assert server.get_tracker().artifact_root == "s3://b/mlflow"
+    assert server.get_tracker()._artifact_location("e") == "s3://b/mlflow/e"
+    assert os.listdir(tmp_path) == ["home"]
