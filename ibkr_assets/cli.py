@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ def _quiet_dagster_warnings() -> None:
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -137,14 +140,15 @@ def _print_results(settings, run_ids: list[str]) -> None:
         market = steps.get("market_data", {}).get("output_data", {})
         signal = steps.get("trading_signal", {})
         out = signal.get("output_data", {})
-        note = "; ".join(out.get("rejections") or []) or out.get("reason") or ""
+        reasoning = (out.get("reasoning") or "").split(": ", 1)[-1]
+        note = "; ".join(out.get("rejections") or []) or out.get("reason") or reasoning
         if not signal:
             failed = [r for r in steps.values() if r["status"] == "error"]
             note = failed[0]["error"] if failed else "not reached"
         action = out.get("action") or signal.get("status", "-")
         print(
             f"  {key:<18} {_fmt(market.get('latest_price')):>9} {_fmt(latest.get('rsi_14')):>7} "
-            f"{action:<13} {out.get('confidence', '-'):>4} {_fmt(out.get('risk_reward')):>5}  {note[:70]}"
+            f"{action:<13} {out.get('confidence', '-'):>4} {_fmt(out.get('risk_reward')):>5}  {note[:90]}"
         )
     where = (
         settings.object_root_path

@@ -51,6 +51,13 @@ def split_key(partition_key: str) -> tuple[str, str]:
     return day, symbol
 
 
+def split_any(partition_key: str) -> tuple[str, str | None]:
+    """Like ``split_key`` but also accepts a date-only key (``portfolio_snapshot``): symbol None."""
+    if "|" not in partition_key:
+        return partition_key, None
+    return split_key(partition_key)
+
+
 def partition_count(symbols: int, today: dt.date | None = None) -> int:
     """How many partitions an asset has with ``symbols`` symbols (must stay under MAX_PARTITIONS)."""
     end = (today or dt.date.today()) + dt.timedelta(days=1)

@@ -46,6 +46,20 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_MIN_RISK_REWARD": "min_risk_reward",
     "IBKR_ASSETS_MAX_ENTRY_DISTANCE_PCT": "max_entry_distance_pct",
     "IBKR_ASSETS_MIN_CONFIDENCE": "min_confidence",
+    "IBKR_ASSETS_STRATEGY": "strategy",
+    "IBKR_ASSETS_BROKER": "broker",
+    "IBKR_ASSETS_LIVE_TRADING": "live_trading",
+    "IBKR_ASSETS_MAX_NOTIONAL": "max_notional",
+    "IBKR_ASSETS_MAX_POSITION": "max_position",
+    "IBKR_ASSETS_RISK_PER_TRADE_PCT": "risk_per_trade_pct",
+    "IBKR_ASSETS_MAX_POSITION_PCT": "max_position_pct",
+    "IBKR_ASSETS_ALLOW_SHORT": "allow_short",
+    "IBKR_ASSETS_PAPER_STARTING_CASH": "paper_starting_cash",
+    "IBKR_ASSETS_COMMISSION_PER_SHARE": "commission_per_share",
+    "IBKR_ASSETS_COMMISSION_MIN": "commission_min",
+    "IBKR_ASSETS_COMMISSION_MAX_PCT": "commission_max_pct",
+    "IBKR_ASSETS_KILL_SWITCH_FILE": "kill_switch_file",
+    "IBKR_ORDER_CLIENT_ID": "ibkr_order_client_id",
     "IBKR_HOST": "ibkr_host",
     "IBKR_PORT": "ibkr_port",
     "IBKR_CLIENT_ID": "ibkr_client_id",
@@ -89,6 +103,20 @@ class Settings(BaseModel):
     min_risk_reward: float = Field(default=1.5, gt=0)
     max_entry_distance_pct: float = Field(default=3.0, gt=0)
     min_confidence: int = Field(default=60, ge=0, le=100)
+    strategy: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    broker: Literal["paper", "ibkr"] = "paper"
+    live_trading: Literal["no", "yes"] = "no"
+    max_notional: float | None = Field(default=None, gt=0)
+    max_position: int | None = Field(default=None, gt=0)
+    risk_per_trade_pct: float = Field(default=1.0, gt=0, le=100)
+    max_position_pct: float = Field(default=10.0, gt=0, le=100)
+    allow_short: bool = False
+    paper_starting_cash: float = Field(default=100_000.0, gt=0)
+    commission_per_share: float = Field(default=0.005, ge=0)
+    commission_min: float = Field(default=1.0, ge=0)
+    commission_max_pct: float = Field(default=1.0, ge=0)
+    kill_switch_file: str | None = None
+    ibkr_order_client_id: int = 18
     ibkr_host: str = "127.0.0.1"
     ibkr_port: int = 4002
     ibkr_client_id: int = 17
@@ -124,6 +152,10 @@ class Settings(BaseModel):
         return self.mlflow_artifact_root or (self.home_path / "mlartifacts").as_uri()
 
     @property
+    def kill_switch_path(self) -> Path:
+        return Path(self.kill_switch_file).resolve() if self.kill_switch_file else self.home_path / "KILL_SWITCH"
+
+    @property
     def object_root_path(self) -> Path:
         return Path(self.object_root).resolve() if self.object_root else self.home_path / "objects"
 
@@ -146,4 +178,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "invalid configuration: IBKR_ASSETS_ANALYST='openai' needs OPENAI_API_KEY "
             "(or IBKR_ASSETS_LLM_BASE_URL for a local OpenAI-compatible server)"
         )
+    if settings.live_trading == "yes" and (settings.max_notional is None or settings.max_position is None):
+        raise ConfigError(
+            "invalid configuration: IBKR_ASSETS_LIVE_TRADING='yes' needs pre-trade limits "
+            "IBKR_ASSETS_MAX_NOTIONAL and IBKR_ASSETS_MAX_POSITION"
+        )
+    if settings.live_trading == "yes" and settings.broker != "ibkr":
+        raise ConfigError("invalid configuration: IBKR_ASSETS_LIVE_TRADING='yes' needs IBKR_ASSETS_BROKER='ibkr'")
     return settings

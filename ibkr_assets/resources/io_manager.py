@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from ibkr_assets.partitions import split_key
+from ibkr_assets.partitions import split_any
 from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.storage import layout
 from ibkr_assets.storage.object_store import get_verified, put_versioned
@@ -37,7 +37,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         store = self.object_store.get_store()
         versions: dict[str, dict[str, Any]] = {}
         for key in expected:
-            day, symbol = split_key(key)
+            day, symbol = split_any(key)
             planned = layout.plan(asset, symbol, day, obj[key])
             stored = put_versioned(store, planned.key, planned.data, planned.content_type)
             versions[key] = {**stored.to_json(), "version_key": stored.version_key}
@@ -48,7 +48,9 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         wanted = list(context.asset_partition_keys)
         versions = _latest_versions(context.instance, context.asset_key, wanted)
         absent = [k for k in wanted if k not in versions]
-        if absent:
+        if (context.definition_metadata or {}).get("allow_missing_partitions"):
+            wanted = [k for k in wanted if k in versions]  # a fan-in reads what exists
+        elif absent:
             raise dg.Failure(
                 f"{asset} has no stored materialization for partition(s) {', '.join(absent[:5])}"
                 f"{' ...' if len(absent) > 5 else ''}; materialize {asset} for them first"
@@ -56,7 +58,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         store = self.object_store.get_store()
         values = {}
         for key in wanted:
-            day, symbol = split_key(key)
+            day, symbol = split_any(key)
             data = get_verified(store, versions[key]["version_key"], versions[key]["sha256"])
             values[key] = layout.decode(asset, symbol, day, data)
         return values

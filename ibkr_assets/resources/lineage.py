@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from ibkr_assets.domain.steps import step_number
-from ibkr_assets.partitions import split_key
+from ibkr_assets.partitions import split_any
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
 
@@ -77,7 +77,7 @@ class StepRecorder:
         error: str | None = None,
         duration_ms: int | None = None,
     ) -> None:
-        day, symbol = split_key(partition_key)
+        day, symbol = split_any(partition_key)
         self._rows[partition_key] = LineageRecord(
             **self.base,
             partition_key=partition_key,
@@ -92,7 +92,7 @@ class StepRecorder:
         )
 
     def add_artifact(self, partition_key: str, *, name: str, type: str, **fields: Any) -> None:
-        _, symbol = split_key(partition_key)
+        _, symbol = split_any(partition_key)
         base = {k: v for k, v in self.base.items() if k not in {"step_number", "code_version"}}
         self._artifacts.append(
             ArtifactRecord(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ibkr_assets.partitions import split_key
+from ibkr_assets.partitions import split_any
 from ibkr_assets.storage import layout
 from ibkr_assets.storage.object_store import (
     LocalObjectStore,
@@ -46,7 +46,7 @@ def object_ref(
     Computed from the same canonical bytes the IO manager writes, so the lineage row written by
     the asset points at exactly the object that lands in the store.
     """
-    day, symbol = split_key(partition_key)
+    day, symbol = split_any(partition_key)
     planned = layout.plan(asset, symbol, day, value)
     store = resource.get_store()
     vkey = version_key(planned.key, planned.sha256)
