@@ -153,7 +153,11 @@ class Settings(BaseModel):
 
     @property
     def kill_switch_path(self) -> Path:
-        return Path(self.kill_switch_file).resolve() if self.kill_switch_file else self.home_path / "KILL_SWITCH"
+        return (
+            Path(self.kill_switch_file).resolve()
+            if self.kill_switch_file
+            else self.home_path / "KILL_SWITCH"
+        )
 
     @property
     def object_root_path(self) -> Path:
@@ -178,11 +182,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "invalid configuration: IBKR_ASSETS_ANALYST='openai' needs OPENAI_API_KEY "
             "(or IBKR_ASSETS_LLM_BASE_URL for a local OpenAI-compatible server)"
         )
-    if settings.live_trading == "yes" and (settings.max_notional is None or settings.max_position is None):
+    if settings.live_trading == "yes" and (
+        settings.max_notional is None or settings.max_position is None
+    ):
         raise ConfigError(
             "invalid configuration: IBKR_ASSETS_LIVE_TRADING='yes' needs pre-trade limits "
             "IBKR_ASSETS_MAX_NOTIONAL and IBKR_ASSETS_MAX_POSITION"
         )
     if settings.live_trading == "yes" and settings.broker != "ibkr":
-        raise ConfigError("invalid configuration: IBKR_ASSETS_LIVE_TRADING='yes' needs IBKR_ASSETS_BROKER='ibkr'")
+        raise ConfigError(
+            "invalid configuration: IBKR_ASSETS_LIVE_TRADING='yes' needs IBKR_ASSETS_BROKER='ibkr'"
+        )
     return settings

@@ -50,8 +50,14 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [
-        e.step_failure_data.error.message
-        for e in result.all_events
-        if e.is_step_failure and e.step_failure_data.error
-    ]
+    """Every step failure's message, including the messages of its causes."""
+    messages = []
+    for event in result.all_events:
+        if not event.is_step_failure or not event.step_failure_data.error:
+            continue
+        error, parts = event.step_failure_data.error, []
+        while error is not None:
+            parts.append(error.message)
+            error = error.cause
+        messages.append("\n".join(parts))
+    return messages

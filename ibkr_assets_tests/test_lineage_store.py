@@ -22,7 +22,7 @@ from ibkr_assets.sources.postgres_table import StockDataTableSource
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import LineageStore, LineageStoreError
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
-from ibkr_assets.storage.tables import metadata
+from ibkr_assets.storage.tables import artifacts, metadata, stock_data, workflow_lineage
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 SECRET = "hunter2-not-for-logs"
@@ -318,7 +318,10 @@ def test_sql_ddl_matches_tables(postgres_url: str, schemas: list[str]) -> None:
         conn.exec_driver_sql(f'SET LOCAL search_path TO "{from_sql}"')
         _apply_sql(conn, "001_lineage.sql", "002_stock_data.sql")
     with engine.begin() as conn:
-        metadata.create_all(conn.execution_options(schema_translate_map={None: from_metadata}))
+        metadata.create_all(
+            conn.execution_options(schema_translate_map={None: from_metadata}),
+            tables=[workflow_lineage, artifacts, stock_data],
+        )
 
     with engine.connect() as conn:
         sql_shape = _schema_shape(conn, from_sql)

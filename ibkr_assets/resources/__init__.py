@@ -11,6 +11,7 @@ import os
 import dagster as dg
 
 from ibkr_assets.resources.analyst import AnalystResource
+from ibkr_assets.resources.broker import BrokerResource
 from ibkr_assets.resources.charts import ChartsResource
 from ibkr_assets.resources.io_manager import ObjectStoreIOManager
 from ibkr_assets.resources.lineage import LineageResource
@@ -70,6 +71,27 @@ def build_resources(settings: Settings) -> dict[str, object]:
             min_risk_reward=settings.min_risk_reward,
             max_entry_distance_pct=settings.max_entry_distance_pct,
             min_confidence=settings.min_confidence,
+        ),
+        "broker": BrokerResource(
+            kind=settings.broker,
+            live=settings.live_trading == "yes",
+            database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url),
+            account=settings.strategy,
+            starting_cash=settings.paper_starting_cash,
+            commission_per_share=settings.commission_per_share,
+            commission_min=settings.commission_min,
+            commission_max_pct=settings.commission_max_pct,
+            risk_per_trade_pct=settings.risk_per_trade_pct,
+            max_position_pct=settings.max_position_pct,
+            max_notional=settings.max_notional,
+            max_position=settings.max_position,
+            min_confidence=settings.min_confidence,
+            allow_short=settings.allow_short,
+            kill_switch_file=str(settings.kill_switch_path),
+            calendar=settings.calendar,
+            ibkr_host=settings.ibkr_host,
+            ibkr_port=settings.ibkr_port,
+            ibkr_client_id=settings.ibkr_order_client_id,
         ),
         "mlflow": MlflowResource(
             tracking_uri=_secret("MLFLOW_TRACKING_URI", settings.tracking_uri),

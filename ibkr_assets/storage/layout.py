@@ -18,6 +18,8 @@ from typing import Any
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.domain.orders import OrderOutcome
+from ibkr_assets.domain.portfolio import PortfolioSnapshot
 from ibkr_assets.domain.signal import TradingSignal
 from ibkr_assets.domain.skipped import Skipped
 
@@ -74,6 +76,14 @@ LAYOUTS: dict[str, AssetLayout] = {
         key=lambda symbol, day, value: f"{_experiment(symbol)}/artifacts/{day}_trading_signal.json",
         decode=_json_decoder(TradingSignal),
     ),
+    "order": AssetLayout(
+        key=lambda symbol, day, value: f"trading-data/{symbol}/orders/{day}_order.json",
+        decode=_json_decoder(OrderOutcome),
+    ),
+    "portfolio_snapshot": AssetLayout(
+        key=lambda symbol, day, value: f"trading-data/portfolio/{day}_portfolio.json",
+        decode=_json_decoder(PortfolioSnapshot),
+    ),
 }
 
 
@@ -104,7 +114,7 @@ def encode(value: Any) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def plan(asset: str, symbol: str, day: str, value: Any) -> PlannedObject:
+def plan(asset: str, symbol: str | None, day: str, value: Any) -> PlannedObject:
     layout = layout_for(asset)
     data = encode(value)
     key, content_type = layout.key(symbol, day, value), layout.content_type
@@ -113,7 +123,7 @@ def plan(asset: str, symbol: str, day: str, value: Any) -> PlannedObject:
     return PlannedObject(key, data, hashlib.sha256(data).hexdigest(), content_type)
 
 
-def decode(asset: str, symbol: str, day: str, data: bytes) -> Any:
+def decode(asset: str, symbol: str | None, day: str, data: bytes) -> Any:
     as_of = dt.date.fromisoformat(day)
     if data[:1] == b"{":
         payload = json.loads(data)

@@ -1,0 +1,1 @@
+"""Brokers: the paper simulator (default) and IBKR, behind one interface (``base.Broker``)."""

@@ -1,0 +1,130 @@
+"""The broker resource: the paper simulator by default, IBKR by configuration, live only by opt-in.
+
+Historical safety lives here, in one place: an order for a session before the current one goes
+to the paper simulator whatever broker is configured, and is labelled ``backtest``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, last_session_on_or_before
+from ibkr_assets.domain.commissions import CommissionModel
+from ibkr_assets.domain.sizing import RiskLimits
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def current_session(calendar: str = DEFAULT_CALENDAR, now: dt.datetime | None = None) -> dt.date:
+    """The latest session on or before today in New York."""
+    today = (now or dt.datetime.now(NEW_YORK)).astimezone(NEW_YORK).date()
+    return last_session_on_or_before(today, calendar)
+
+
+class BrokerResource(dg.ConfigurableResource):
+    """``kind="paper"`` (default) or ``"ibkr"`` (IB Gateway/TWS at host:port; paper account unless
+    ``live`` is set, which also needs ``max_notional`` and ``max_position``)."""
+
+    kind: Literal["paper", "ibkr"] = "paper"
+    live: bool = False
+    database_url: str = "sqlite:///.ibkr_assets/lineage.db"
+    account: str = "default"
+    starting_cash: float = 100_000.0
+    commission_per_share: float = 0.005
+    commission_min: float = 1.0
+    commission_max_pct: float = 1.0
+    risk_per_trade_pct: float = 1.0
+    max_position_pct: float = 10.0
+    max_notional: float | None = None
+    max_position: int | None = None
+    min_confidence: int = 60
+    allow_short: bool = False
+    kill_switch_file: str = ".ibkr_assets/KILL_SWITCH"
+    calendar: str = DEFAULT_CALENDAR
+    ibkr_host: str = "127.0.0.1"
+    ibkr_port: int = 4002
+    ibkr_client_id: int = 18
+
+    _brokers: dict = PrivateAttr(default_factory=dict)
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits(
+            risk_per_trade_pct=self.risk_per_trade_pct,
+            max_position_pct=self.max_position_pct,
+            max_notional=self.max_notional if self.max_notional is not None else 25_000.0,
+            min_confidence=self.min_confidence,
+            allow_short=self.allow_short,
+        )
+
+    def kill_switch(self) -> str | None:
+        """Why new orders are blocked right now, or None. Read at call time, so flipping the
+        variable or creating the file takes effect on the next order without a restart."""
+        if os.environ.get("IBKR_ASSETS_KILL_SWITCH", "").strip().lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+        }:
+            return "IBKR_ASSETS_KILL_SWITCH is set"
+        if Path(self.kill_switch_file).exists():
+            return f"kill-switch file {self.kill_switch_file} exists"
+        return None
+
+    def mode_for(self, session: dt.date, now: dt.datetime | None = None) -> str:
+        if session < current_session(self.calendar, now):
+            return "backtest"
+        if self.kind == "paper":
+            return "paper"
+        return "live" if self.live else "ibkr-paper"
+
+    def broker_for(self, session: dt.date, now: dt.datetime | None = None):
+        """The broker an order for ``session`` goes to, and the mode to record."""
+        mode = self.mode_for(session, now)
+        if mode not in self._brokers:
+            self._brokers[mode] = (
+                self._paper(mode) if mode in ("backtest", "paper") else self._ibkr()
+            )
+        return self._brokers[mode], mode
+
+    def paper(self, mode: str = "paper"):
+        """The simulator account (portfolio snapshots read it)."""
+        if mode not in self._brokers:
+            self._brokers[mode] = self._paper(mode)
+        return self._brokers[mode]
+
+    def _paper(self, mode: str):
+        from ibkr_assets.brokers.paper import PaperBroker
+
+        return PaperBroker(
+            self.database_url,
+            account=self.account,
+            starting_cash=self.starting_cash,
+            commission_model=CommissionModel(
+                self.commission_per_share, self.commission_min, self.commission_max_pct
+            ),
+            allow_short=self.allow_short,
+            mode=mode,
+        )
+
+    def _ibkr(self):
+        from ibkr_assets.brokers.ibkr import IbkrBroker
+        from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig
+
+        adapter = IbkrAdapter(
+            IbkrConfig(
+                host=self.ibkr_host,
+                port=self.ibkr_port,
+                client_id=self.ibkr_client_id,
+                readonly=False,
+            )
+        )
+        return IbkrBroker(
+            adapter, live=self.live, max_notional=self.max_notional, max_position=self.max_position
+        )

@@ -1,0 +1,41 @@
+"""sql/004_trading.sql against trading_tables.py, compared on PostgreSQL after both are applied."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.tables import metadata
+from ibkr_assets.storage.order_records import order_records
+from ibkr_assets.storage.trading_tables import TRADING_TABLES, create_trading_schema
+from ibkr_assets_tests.test_lineage_store import _apply_sql, _schema_shape, schemas  # noqa: F401
+
+
+def test_trading_sql_matches_trading_tables(postgres_url: str, schemas: list[str]) -> None:  # noqa: F811
+    from_sql, from_metadata = schemas
+    engine = engine_for(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'SET LOCAL search_path TO "{from_sql}"')
+        _apply_sql(
+            conn, "004_trading.sql", "004_trading.sql", "005_order_records.sql"
+        )  # idempotent
+    with engine.begin() as conn:
+        translated = conn.execution_options(schema_translate_map={None: from_metadata})
+        metadata.create_all(translated, tables=[*TRADING_TABLES, order_records])
+
+    with engine.connect() as conn:
+        sql_shape = _schema_shape(conn, from_sql)
+        metadata_shape = _schema_shape(conn, from_metadata)
+    assert set(sql_shape) == {t.name for t in TRADING_TABLES} | {"order_records"}
+    assert sql_shape == metadata_shape
+    orders = sql_shape["orders"]
+    assert ("uq_orders_ref_role", ("account", "order_ref", "role")) in orders["unique"]
+    assert {name for name, _ in orders["checks"]} >= {"ck_orders_status", "ck_orders_role"}
+    assert orders["columns"]["limit_price"][0] == "NUMERIC(18, 6)"
+
+
+def test_create_trading_schema_is_safe_to_repeat(sqlite_url: str) -> None:
+    create_trading_schema(sqlite_url)
+    create_trading_schema(sqlite_url)
+    tables = set(sa.inspect(engine_for(sqlite_url)).get_table_names())
+    assert tables == {t.name for t in TRADING_TABLES}
