@@ -46,6 +46,7 @@ def _quiet_dagster_warnings() -> None:
     """Hide Dagster's beta/preview notices from the command's output (they are not for users)."""
     import warnings
 
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -60,7 +61,7 @@ def demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ibkr_assets.definitions import defs
-    from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+    from ibkr_assets.runs import run_workflow
     from ibkr_assets.settings import load_settings
 
     settings = load_settings()
@@ -74,33 +75,23 @@ def demo(args: argparse.Namespace) -> int:
             print(f"error: {message}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
-    have = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
-    instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, [s for s in symbols if s not in have])
-    job = defs.resolve_job_def("trading_workflow_job")
     print(f"Dagster instance: {home}")
-    print(f"Materializing the trading workflow (market data to signal) for {', '.join(symbols)}")
+    print(
+        f"Materializing the trading workflow (market data to order, then the portfolio) for {', '.join(symbols)}"
+    )
     print(
         f"over {len(days)} sessions {days[0]} .. {days[-1]} (source: {settings.market_data_source})\n"
     )
-    run_ids, ok = [], True
-    for symbol in symbols:
-        result = job.execute_in_process(
-            instance=instance,
-            run_config=QUIET_RUN_CONFIG,
-            tags={
-                "dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
-                "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}",
-            },
-            raise_on_error=False,
+    outcomes = run_workflow(defs, instance, symbols, days[0], days[-1], run_config=QUIET_RUN_CONFIG)
+    for outcome in outcomes:
+        what = ", ".join(outcome.symbols) if outcome.symbols else "portfolio"
+        print(
+            f"  {outcome.job} [{what}]: run {outcome.run_id} {'ok' if outcome.success else 'FAILED'}"
         )
-        run_ids.append(result.run_id)
-        ok &= result.success
-        state = "ok" if result.success else "FAILED"
-        print(f"  {symbol}: run {result.run_id} {state}")
-        if not result.success:
-            for event in result.all_events:
-                if event.is_step_failure:
-                    print(f"    {event.step_key}: {event.step_failure_data.error.message.strip()}")
+        for error in outcome.errors:
+            print(f"    {error}")
+    run_ids = [o.run_id for o in outcomes]
+    ok = all(o.success for o in outcomes)
     _print_results(settings, run_ids)
     return 0 if ok else 1
 
@@ -134,21 +125,39 @@ def _print_results(settings, run_ids: list[str]) -> None:
     print(
         f"  {'partition':<18} {'close':>9} {'rsi_14':>7} {'signal':<13} {'conf':>4} {'R:R':>5}  note"
     )
-    for key in sorted(by_partition):
+    for key in sorted(k for k in by_partition if "|" in k):
         steps = by_partition[key]
         latest = steps.get("indicators", {}).get("output_data", {}).get("latest") or {}
         market = steps.get("market_data", {}).get("output_data", {})
         signal = steps.get("trading_signal", {})
         out = signal.get("output_data", {})
         reasoning = (out.get("reasoning") or "").split(": ", 1)[-1]
+        order_out = steps.get("order", {}).get("output_data", {})
+        if out.get("is_actionable") and order_out.get("outcome") == "none":
+            reasoning = order_out.get("reason", reasoning)
         note = "; ".join(out.get("rejections") or []) or out.get("reason") or reasoning
         if not signal:
             failed = [r for r in steps.values() if r["status"] == "error"]
             note = failed[0]["error"] if failed else "not reached"
         action = out.get("action") or signal.get("status", "-")
+        placed = steps.get("order", {}).get("output_data", {})
+        order_text = (
+            placed.get("outcome", "-")
+            if placed.get("outcome") != "placed"
+            else f"{placed['decision']}"
+        )
         print(
             f"  {key:<18} {_fmt(market.get('latest_price')):>9} {_fmt(latest.get('rsi_14')):>7} "
-            f"{action:<13} {out.get('confidence', '-'):>4} {_fmt(out.get('risk_reward')):>5}  {note[:90]}"
+            f"{action:<13} {out.get('confidence', '-'):>4} {_fmt(out.get('risk_reward')):>5} {order_text:<8} {note[:80]}"
+        )
+    snaps = [r for r in rows if r["step_name"] == "portfolio_snapshot" and r["status"] == "success"]
+    if snaps:
+        last = max(snaps, key=lambda r: r["partition_key"])["output_data"]
+        held = ", ".join(f"{p['symbol']} {p['quantity']}" for p in last["positions"]) or "none"
+        print(
+            f"\nPortfolio {last['date']} ({settings.broker} broker; past sessions use the simulator): "
+            f"equity {last['equity']:,.2f} = cash {last['cash']:,.2f} + positions {last['market_value']:,.2f}; "
+            f"realized P&L {last['realized_pnl']:,.2f}, unrealized {last['unrealized_pnl']:,.2f}; held: {held}"
         )
     where = (
         settings.object_root_path

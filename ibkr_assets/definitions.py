@@ -14,7 +14,7 @@ from ibkr_assets.assets.quality_checks import market_data_quality
 from ibkr_assets.assets.trading_signal import trading_signal
 from ibkr_assets.jobs import market_data_job, portfolio_job, trading_workflow_job
 from ibkr_assets.resources import build_resources
-from ibkr_assets.sensors import symbol_partitions_sensor
+from ibkr_assets.sensors import order_tracking_sensor, symbol_partitions_sensor
 from ibkr_assets.settings import load_settings
 
 
@@ -32,7 +32,7 @@ def build_definitions() -> dg.Definitions:
         ],
         asset_checks=[market_data_quality],
         jobs=[market_data_job, trading_workflow_job, portfolio_job],
-        sensors=[symbol_partitions_sensor],
+        sensors=[symbol_partitions_sensor, order_tracking_sensor],
         resources=build_resources(load_settings()),
     )
 

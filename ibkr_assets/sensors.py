@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.settings import load_settings
 
 
@@ -21,4 +22,27 @@ def symbol_partitions_sensor(
         return dg.SkipReason(f"all {len(wanted)} configured symbols are already partitions")
     return dg.SensorResult(
         dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(SYMBOLS_PARTITION_NAME, new)]
+    )
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def order_tracking_sensor(
+    context: dg.SensorEvaluationContext, broker: BrokerResource
+) -> dg.SkipReason:
+    """Polls the broker for the current session and records order state changes and fills.
+
+    Historical orders live in the simulator, whose fills come from bars, so only the broker for
+    the current session is polled.
+    """
+    from ibkr_assets.execution.tracking import OrderTracker
+
+    chosen, mode = broker.broker_for(current_session(broker.calendar))
+    tracker = OrderTracker(
+        broker.database_url, getattr(chosen, "account_name", f"{chosen.name}:{mode}")
+    )
+    result = tracker.poll(chosen)
+    for change in result.changes:
+        context.log.info(f"{change['order_ref']} {change['broker_order_id']}: {change['status']}")
+    return dg.SkipReason(
+        f"{mode}: {len(result.changes)} order state change(s), {len(result.new_fills)} new fill(s) recorded"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,12 +36,17 @@ def test_demo_materializes_and_prints_where_everything_is(tmp_path):
     done = _run([str(BIN / "ibkr-assets"), "demo", "--symbols", "AAPL", "--days", "2"], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
-    assert "AAPL: run" in out and " ok" in out
+    assert "trading_workflow_job [AAPL]: run" in out and "portfolio_job [portfolio]: run" in out
+    assert "FAILED" not in out
     signal_lines = [line for line in out.splitlines() if "|AAPL " in line]
     assert len(signal_lines) == 2
     assert all(any(a in line for a in ("BUY", "SELL", "HOLD")) for line in signal_lines)
     assert f"{tmp_path / 'home' / 'objects'}" in out
-    assert "14 workflow_lineage rows and 10 artifacts rows" in out
+    # 2 partitions x 8 steps + 2 portfolio snapshots; 2 x 6 artifacts + 2 portfolio artifacts
+    assert "18 workflow_lineage rows and 14 artifacts rows" in out
+    assert re.search(
+        r"Portfolio \d{4}-\d\d-\d\d .*: equity [\d,.]+ = cash [\d,.]+ \+ positions", out
+    )
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     assert list((tmp_path / "home/objects/trading-data/AAPL/processed").glob("*_indicators.json"))
     assert list(

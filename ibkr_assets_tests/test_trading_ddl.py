@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.tables import metadata
 from ibkr_assets.storage.order_records import order_records
+from ibkr_assets.storage.tables import metadata
 from ibkr_assets.storage.trading_tables import TRADING_TABLES, create_trading_schema
 from ibkr_assets_tests.test_lineage_store import _apply_sql, _schema_shape, schemas  # noqa: F401
 

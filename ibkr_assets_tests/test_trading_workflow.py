@@ -45,6 +45,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
         "weekly_chart",
         "llm_analysis",
         "trading_signal",
+        "order",
     ]
     assert {r["status"] for r in rows.values()} == {"success"}
 
@@ -75,7 +76,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     assert signal["proposed_action"] == analysis["output_data"]["signal_action"]
     artifacts = _lineage(tmp_path).artifact_rows(partition_key=KEY)
     types = sorted(a["type"] for a in artifacts)
-    assert types == ["chart", "chart", "llm", "market_data", "signal"]
+    assert types == ["chart", "chart", "llm", "market_data", "order", "signal"]
     llm_row = next(a for a in artifacts if a["type"] == "llm")
     assert llm_row["prompt"].startswith("") and "AAPL" in llm_row["prompt"]
     assert llm_row["model_name"] == "rules-v1"
@@ -84,7 +85,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     assert chart_row["image_path"].startswith("file://")
 
     # One MLflow run for the partition with the seed's tags, params, metrics and artifacts.
-    run_ids = {a["mlflow_run_id"] for a in artifacts if a["type"] != "market_data"}
+    run_ids = {a["mlflow_run_id"] for a in artifacts if a["type"] not in ("market_data", "order")}
     assert len(run_ids) == 1
     (run_id,) = run_ids
     run = _mlflow(tmp_path).get_run(run_id)

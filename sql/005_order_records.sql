@@ -1,5 +1,6 @@
--- order_records (PostgreSQL): our note of every order decision, written as 'sending' before the
--- broker is called and 'sent' after; 'reconciled' when a later run found the order at the broker.
+-- order_records (PostgreSQL): our note of every order decision: 'decided' when nothing is sent,
+-- 'sending' before the broker is called and 'sent' after; 'reconciled' when a later run found
+-- the order at the broker.
 -- Mirrors ibkr_assets/storage/order_records.py; the test suite compares the two. Safe to run again.
 CREATE TABLE IF NOT EXISTS order_records (
     order_ref     VARCHAR(200) PRIMARY KEY,
@@ -14,5 +15,5 @@ CREATE TABLE IF NOT EXISTS order_records (
     run_id        VARCHAR(255) NOT NULL,
     created_at    TIMESTAMP WITH TIME ZONE NOT NULL,
     updated_at    TIMESTAMP WITH TIME ZONE NOT NULL,
-    CONSTRAINT ck_order_records_state CHECK (state IN ('sending', 'sent', 'reconciled'))
+    CONSTRAINT ck_order_records_state CHECK (state IN ('decided', 'sending', 'sent', 'reconciled'))
 );

@@ -16,7 +16,7 @@ from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.orders import OrderOutcome, order_ref
 from ibkr_assets.domain.signal import TradingSignal
 from ibkr_assets.domain.skipped import Skipped
-from ibkr_assets.execution.decision import decide
+from ibkr_assets.execution.decision import OrderDecision, decide
 from ibkr_assets.execution.placement import place_once
 from ibkr_assets.partitions import daily_symbol_partitions, split_key
 from ibkr_assets.resources.broker import BrokerResource
@@ -102,14 +102,16 @@ def _order_for(
         p.quantity * p.avg_cost for s, p in positions.items() if s != signal.symbol
     )
     equity += held * signal.last_close
+    kill_switch = broker.kill_switch()
     decision = decide(
         signal,
         order_ref=ref,
         position=held,
         equity=equity,
         limits=broker.limits(),
-        kill_switch=broker.kill_switch(),
+        kill_switch=kill_switch,
     )
+    decision = _refuse_if_simulator_moved_on(decision, chosen, signal)
     inputs = {
         "trading_signal": {k: getattr(signal, k) for k in ("action", "confidence", "entry_price", "stop_loss",
                                                             "take_profit", "is_actionable")},
@@ -122,30 +124,38 @@ def _order_for(
     try:
         placement = place_once(
             decision,
+            order_ref=ref,
+            symbol=signal.symbol,
+            session=signal.as_of,
             broker=chosen,
             records=records,
             strategy_id=strategy,
             mode=mode,
             run_id=context.run.run_id,
+            final=kill_switch is None,
         )
     except Exception as exc:
         recorder.add(key, status="error", input_data=inputs, output_data={}, error=f"{type(exc).__name__}: {exc}",
                      metadata={"mode": mode})  # fmt: skip
         recorder.flush()
         raise
+    made = placement.decision
+    reason = (
+        made["reason"] if placement.outcome != "existing" else f"already decided: {made['reason']}"
+    )
     outcome = OrderOutcome(
         symbol=signal.symbol,
         as_of=signal.as_of,
         order_ref=ref,
         mode=mode,
         broker=chosen.name,
-        decision=decision.kind,
+        decision=made["kind"],
         outcome=placement.outcome,
-        reason=decision.reason
-        if placement.outcome != "existing"
-        else f"already placed: {decision.reason}",
+        reason=reason,
         orders=placement.orders,
-        sizing=decision.sizing.__dict__ if decision.sizing else None,
+        sizing=decision.sizing.__dict__
+        if decision.sizing and placement.outcome != "existing"
+        else None,
         last_close=signal.last_close,
         position_before=held,
     )
@@ -170,6 +180,21 @@ def _order_for(
         },
     )
     return outcome
+
+
+def _refuse_if_simulator_moved_on(
+    decision: OrderDecision, chosen, signal: TradingSignal
+) -> OrderDecision:
+    """A new order for a session the simulator has already run past would fill on bars it
+    never saw; refuse it (backtest sessions in date order, e.g. one single-run backfill)."""
+    last = chosen.last_synced(signal.symbol) if hasattr(chosen, "last_synced") else None
+    if decision.request is None or last is None or last <= signal.as_of:
+        return decision
+    return OrderDecision(
+        "none",
+        f"the simulator already ran {signal.symbol} through {last}, after this session; "
+        "materialize past sessions in date order (a single-run backfill does)",
+    )
 
 
 def _record_session_snapshot(chosen, day: dt.date, values: dict) -> None:

@@ -6,6 +6,7 @@ broker's answer wins: an order it knows is recorded (``reconciled``), never sent
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,49 +20,60 @@ from ibkr_assets.storage.order_records import OrderRecords
 class Placement:
     outcome: Literal["placed", "existing", "reconciled", "none"]
     orders: list[BrokerOrder]
+    decision: dict  # kind, reason, request: the decision made (now or, if existing, then)
 
 
 def place_once(
     decision: OrderDecision,
     *,
+    order_ref: str,
+    symbol: str,
+    session: dt.date,
     broker: Broker,
     records: OrderRecords,
     strategy_id: str,
     mode: str,
     run_id: str,
+    final: bool = True,
 ) -> Placement:
-    """Send ``decision`` to ``broker`` unless an order with its reference already exists."""
-    if decision.request is None:
-        return Placement("none", [])
-    request = decision.request
-    ref = request.order_ref
+    """Send ``decision`` to ``broker`` unless a decision with its reference was already made.
+
+    ``final=False`` (a kill-switch block) sends nothing and records nothing, so the session can
+    still be decided once the switch is off.
+    """
+    record = records.get(order_ref)
+    if record and record["state"] in ("decided", "sent", "reconciled"):
+        orders = broker.orders_by_ref(order_ref) if record["state"] != "decided" else []
+        return Placement("existing", orders or _stored(record), record["decision"])
+    at_broker = broker.orders_by_ref(order_ref)
     common = {
         "strategy_id": strategy_id,
-        "symbol": request.symbol,
-        "session_date": request.session,
+        "symbol": symbol,
+        "session_date": session,
         "broker": broker.name,
         "mode": mode,
-        "decision": {
-            "kind": decision.kind,
-            "reason": decision.reason,
-            "request": request.model_dump(mode="json"),
-        },
+        "decision": _describe(decision),
         "run_id": run_id,
     }
-    record = records.get(ref)
-    if record and record["state"] in ("sent", "reconciled"):
-        return Placement("existing", broker.orders_by_ref(ref) or _stored(record))
-    at_broker = broker.orders_by_ref(ref)
-    if at_broker:
-        records.write(ref, state="reconciled", broker_orders=_dump(at_broker), **common)
-        return Placement("reconciled", at_broker)
-    records.write(ref, state="sending", broker_orders=[], **common)
-    if isinstance(request, BracketRequest):
-        orders = broker.place_bracket(request)
+    if at_broker:  # sent before, never recorded (a crash in between): heal the record
+        records.write(order_ref, state="reconciled", broker_orders=_dump(at_broker), **common)
+        return Placement("reconciled", at_broker, common["decision"])
+    if decision.request is None:
+        if final:
+            records.write(order_ref, state="decided", broker_orders=[], **common)
+        return Placement("none", [], common["decision"])
+    records.write(order_ref, state="sending", broker_orders=[], **common)
+    if isinstance(decision.request, BracketRequest):
+        orders = broker.place_bracket(decision.request)
     else:
-        orders = broker.close_position(request)
-    records.write(ref, state="sent", broker_orders=_dump(orders), **common)
-    return Placement("placed", orders)
+        orders = broker.close_position(decision.request)
+    records.write(order_ref, state="sent", broker_orders=_dump(orders), **common)
+    return Placement("placed", orders, common["decision"])
+
+
+def _describe(decision: OrderDecision) -> dict:
+    request = decision.request.model_dump(mode="json") if decision.request else None
+    return {"kind": decision.kind, "reason": decision.reason, "request": request}
 
 
 def _dump(orders: list[BrokerOrder]) -> list[dict]:

@@ -7,7 +7,21 @@ into those errors. ib_async reports most failures out of band: a blocking call r
 or unqualified result while ``IB.errorEvent`` fires ``(reqId, errorCode, errorString, contract)``.
 So every call runs inside ``_request``, which collects those events and converts the exceptions
 ib_async raises (``ConnectionError`` when the socket is down, ``TimeoutError`` when
-``IB.RequestTimeout`` expires). Order methods can reuse the same plumbing later.
+``IB.RequestTimeout`` expires).
+
+Order methods return ib_async objects (``Trade``, ``Fill``, ``Position``, ``AccountValue``); the
+broker layer (``ibkr_assets.brokers.ibkr``) turns them into domain models. They need a session
+with ``readonly=False``. Two ib_async facts shape them:
+
+* ``placeOrder`` and ``cancelOrder`` only write to the socket; TWS's answers (acknowledgement,
+  rejection with error 201, cancel confirmation) are processed when the event loop next runs.
+  So after sending, the adapter makes one blocking round trip (``reqAllOpenOrders``): TWS
+  answers it after it has handled the orders, so their state is known when the method returns,
+  and a connection that broke meanwhile surfaces here as ``ConnectionError``.
+* A reconnect starts an empty session (ib_async resets its trades, fills and positions), and
+  orders that were never transmitted are invisible to the API. What TWS has is found again
+  through ``reqAllOpenOrders`` (open, any client), ``reqCompletedOrders`` (done) and
+  ``reqExecutions`` (fills): ``find_by_ref`` asks all three.
 
 ib_async is imported lazily (it costs about 0.3 s), so importing this module stays cheap.
 """
@@ -35,19 +49,24 @@ from ibkr_assets.sources.base import (
 )
 
 if TYPE_CHECKING:
-    from ib_async import Contract
+    from ib_async import AccountValue, Contract, Fill, Order, Position, Trade
 
 log = logging.getLogger(__name__)
 
 NO_SECURITY_DEFINITION = 200
 HISTORICAL_DATA_ERROR = 162
 CLIENT_ID_IN_USE = 326
+ORDER_CANCELLED = 202  # "Order Canceled - reason:": TWS confirming a cancel
 # Not connected (504), IB <-> TWS connectivity lost (1100), socket port reset (1300),
 # TWS <-> server connectivity broken (2110).
 CONNECTIVITY_CODES = frozenset({504, 1100, 1300, 2110})
 # Notices that never mean a request failed: farm status 21xx (except 2110), HMDS query notice
 # (165), query already cancelled (366), connectivity restored (1101, 1102), delayed data (10167).
 _NOTICE_CODES = frozenset({165, 366, 1101, 1102, 10167})
+
+
+class ReadonlySessionError(RuntimeError):
+    """An order method was called on an adapter configured with ``readonly=True``."""
 
 
 class IbError(NamedTuple):
@@ -296,7 +315,149 @@ class IbkrAdapter:
             if c is not None
         ]
 
+    # -- orders -----------------------------------------------------------------------------
+
+    def place_bracket(
+        self,
+        contract: Contract,
+        action: str,
+        quantity: float,
+        limit_price: float,
+        take_profit: float,
+        stop_loss: float,
+        order_ref: str,
+    ) -> list[Trade]:
+        """Send a limit entry with a take-profit limit and a stop: ``[parent, take_profit, stop]``.
+
+        Built by ``IB.bracketOrder``: the children carry ``parentId``, the parent and the
+        take-profit ``transmit=False`` and the stop ``transmit=True``, so TWS releases all three
+        together or none. All three carry the same ``orderRef`` (the decision's identity); their
+        roles follow from the structure (no parent: entry; child LMT: take-profit; child STP:
+        stop). No ``ocaGroup`` is set: TWS makes a parent's children one-cancels-other itself.
+        The entry is a DAY order; the children are GTC so the protection outlives the session.
+        """
+        self._require_trading(f"place bracket {order_ref}")
+        with self._request(f"placing bracket {order_ref}") as errors:
+            bracket = self._ib.bracketOrder(
+                action, quantity, limit_price, take_profit, stop_loss, orderRef=order_ref
+            )
+            bracket.parent.tif = "DAY"
+            bracket.takeProfit.tif = bracket.stopLoss.tif = "GTC"
+            trades = [self._ib.placeOrder(contract, order) for order in bracket]
+            self._settle()
+        self._log_order_errors(errors, trades)
+        return trades
+
+    def place_market(
+        self, contract: Contract, action: str, quantity: float, order_ref: str
+    ) -> Trade:
+        """Send a DAY market order carrying ``orderRef``; its state is known on return."""
+        from ib_async import MarketOrder
+
+        self._require_trading(f"place market order {order_ref}")
+        order = MarketOrder(action, quantity, orderRef=order_ref, tif="DAY")
+        with self._request(f"placing market order {order_ref}") as errors:
+            trade = self._ib.placeOrder(contract, order)
+            self._settle()
+        self._log_order_errors(errors, [trade])
+        return trade
+
+    def cancel(self, order: Order) -> Trade | None:
+        """Cancel ``order``; returns its trade (None when this session does not know it).
+
+        Cancelling a bracket parent cancels its children too (TWS does it). A done order stays
+        as it is (TWS answers error 10148).
+        """
+        self._require_trading(f"cancel order {order.orderRef or order.orderId}")
+        with self._request(f"cancelling order {order.orderId}") as errors:
+            trade = self._ib.cancelOrder(order)
+            self._settle()
+        self._log_order_errors(errors, [trade] if trade else [])
+        return trade
+
+    def open_trades(self) -> list[Trade]:
+        """Open orders of every API client, as TWS reports them now (not only this session's)."""
+        with self._request("the open-orders query"):
+            reported = self._ib.reqAllOpenOrders()
+            session = self._ib.openTrades()
+        return [t for t in _unique([*session, *reported]) if not t.isDone()]
+
+    def executions(self) -> list[Fill]:
+        """Today's executions with their commission reports, also those made while disconnected.
+
+        ``reqExecutions`` returns fresh ``Fill`` objects for executions this session already
+        knows, and their commission reports then update the stored fills; so the stored ones
+        are returned where they exist.
+        """
+        with self._request("the executions query"):
+            received = self._ib.reqExecutions()
+            stored = {f.execution.execId: f for f in self._ib.fills()}
+        return [stored.get(f.execution.execId, f) for f in received]
+
+    def session_fills(self) -> list[Fill]:
+        """The fills this session already knows (live reports and earlier queries); no request.
+
+        ib_async attaches an execution to its trade only the first time it sees the execId, so
+        a trade loaded after its executions (a completed order after a reconnect) has none
+        attached: match these by ``execution.permId`` instead.
+        """
+        return list(self._ib.fills()) if self._ib is not None else []
+
+    def positions(self) -> list[Position]:
+        """Current non-zero positions, asked from TWS (``reqPositions``) rather than cached."""
+        with self._request("the positions query"):
+            reported = self._ib.reqPositions()
+        return [p for p in reported if p.position]
+
+    def account_values(self) -> list[AccountValue]:
+        """The account summary (cash, net liquidation, ``$LEDGER`` tags such as RealizedPnL).
+
+        The first call subscribes and waits for the values; later calls read what ib_async has
+        received since (TWS refreshes the summary every few minutes) without a round trip.
+        """
+        with self._request("the account summary"):
+            return list(self._ib.accountSummary())
+
+    def find_by_ref(self, order_ref: str) -> list[Trade]:
+        """Every order carrying ``order_ref`` that TWS knows, open or done, with its fills.
+
+        Asks TWS rather than the session cache, so it also works after a reconnect, and for
+        orders another client placed. Open orders, then completed ones, then executions, as
+        ``IB.connect`` orders its startup sync: ib_async attaches an execution to a trade it
+        already has when it first sees the execId (for the others see ``session_fills``).
+        Orders never transmitted (a bracket interrupted before its stop was sent) are not
+        reported by TWS at all; they are never executed either.
+        """
+        with self._request(f"the order lookup for {order_ref}"):
+            reported = self._ib.reqAllOpenOrders()
+            completed = self._ib.reqCompletedOrders(apiOnly=True)
+            self._ib.reqExecutions()
+            session = self._ib.trades()
+        return [
+            t for t in _unique([*session, *reported, *completed]) if t.order.orderRef == order_ref
+        ]
+
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _require_trading(self, what: str) -> None:
+        if self._config.readonly:
+            raise ReadonlySessionError(
+                f"cannot {what}: this IBKR adapter is read-only (IbkrConfig.readonly=True); "
+                "trading needs an adapter built with IbkrConfig(readonly=False)"
+            )
+
+    def _settle(self) -> None:
+        """One round trip, so TWS's answers to what was just sent have been processed."""
+        self._ib.reqAllOpenOrders()
+
+    @staticmethod
+    def _log_order_errors(errors: list[IbError], trades: list[Trade]) -> None:
+        """Log what TWS said about these orders (the trades' logs keep it as well)."""
+        ids = {t.order.orderId for t in trades}
+        for e in errors:
+            if e.req_id in ids and not e.is_notice:
+                level = logging.INFO if e.code == ORDER_CANCELLED else logging.WARNING
+                log.log(level, "IBKR order %s: %s", e.req_id, e)
 
     def _client(self) -> Any:
         if self._ib is None:
@@ -410,6 +571,15 @@ class IbkrAdapter:
             self._config.request_timeout,
         )
         return None
+
+
+def _unique(trades: list[Trade]) -> list[Trade]:
+    """One trade per order: by permId (stable across sessions and clients), else by object."""
+    seen: dict[object, Trade] = {}
+    for trade in trades:
+        key = trade.order.permId or trade.orderStatus.permId or id(trade)
+        seen.setdefault(key, trade)
+    return list(seen.values())
 
 
 def _describe(errors: list[IbError]) -> str:

@@ -54,6 +54,13 @@ class BrokerResource(dg.ConfigurableResource):
 
     _brokers: dict = PrivateAttr(default_factory=dict)
 
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Disconnect from IB Gateway/TWS at the end of the run (the simulator holds nothing)."""
+        for broker in self._brokers.values():
+            if hasattr(broker, "disconnect"):
+                broker.disconnect()
+        self._brokers.clear()
+
     def limits(self) -> RiskLimits:
         return RiskLimits(
             risk_per_trade_pct=self.risk_per_trade_pct,

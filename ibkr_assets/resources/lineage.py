@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from ibkr_assets.domain.steps import step_number
@@ -30,9 +28,6 @@ class LineageResource(dg.ConfigurableResource):
 
     def get_store(self) -> LineageStore:
         if self._store is None:
-            url = sa.engine.make_url(self.database_url)
-            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             store = LineageStore(self.database_url)
             store.create_schema()
             self._store = store

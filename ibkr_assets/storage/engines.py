@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -18,6 +19,7 @@ def engine_for(url: str) -> sa.Engine:
             kwargs: dict = {"pool_pre_ping": True}
             if url.startswith("sqlite"):
                 kwargs["connect_args"] = {"timeout": 30}
+                _make_sqlite_folder(url)
             engine = sa.create_engine(url, **kwargs)
             if url.startswith("sqlite"):
                 _enable_sqlite_wal(engine)
@@ -40,3 +42,10 @@ def _enable_sqlite_wal(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+def _make_sqlite_folder(url: str) -> None:
+    """A SQLite file in a folder that does not exist yet is a fresh deployment, not an error."""
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)

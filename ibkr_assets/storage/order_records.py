@@ -2,7 +2,9 @@
 
 The row for an ``order_ref`` is written as ``sending`` before the broker is called and as
 ``sent`` after. A crash in between leaves ``sending``; the next run asks the broker for that
-reference and records what it finds (``reconciled``) instead of sending again.
+reference and records what it finds (``reconciled``) instead of sending again. A decision to
+send nothing is recorded too (``decided``), so re-running a past session replays the decision
+made then instead of deciding again against an account that has moved on.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ order_records = sa.Table(
     sa.Column("run_id", sa.String(255), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("state IN ('sending', 'sent', 'reconciled')", name="ck_order_records_state"),
+    sa.CheckConstraint(
+        "state IN ('decided', 'sending', 'sent', 'reconciled')", name="ck_order_records_state"
+    ),
 )
 
-STATES = ("sending", "sent", "reconciled")
+STATES = ("decided", "sending", "sent", "reconciled")
 
 
 class OrderRecords:

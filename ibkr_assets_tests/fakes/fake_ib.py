@@ -22,35 +22,83 @@ ib_async and TWS:
   shorter, which raises ``asyncio.TimeoutError``; with neither the real call would block
   forever, which the fake reports as an ``AssertionError``.
 * Errors tied to no request (1100, 1300, 2110) come with reqId -1 and do not end a request.
+
+Orders. The fake plays TWS; the client side is ib_async's own code. ``placeOrder``,
+``cancelOrder``, ``bracketOrder``, ``trades``, ``openTrades``, ``fills`` and ``positions`` are
+``ib_async.IB``'s methods, running against a fake ``Client`` that hands each message to the fake
+TWS, and everything TWS answers goes through a real ``ib_async.wrapper.Wrapper``. So ``Trade``,
+``OrderStatus``, ``Fill``, ``Execution`` and ``CommissionReport`` objects, trade logs and the
+``orderStatusEvent`` / ``execDetailsEvent`` / ``commissionReportEvent`` / ``errorEvent`` emissions
+are ib_async's. What the fake TWS does, as TWS does it:
+
+* ``placeOrder`` is fire-and-forget: it returns a ``PendingSubmit`` trade, and TWS's answers
+  (``openOrder`` + ``orderStatus``, errors, fills) are only processed when the client runs its
+  event loop, here at the next blocking call.
+* ``transmit=False`` orders are held in TWS, invisible to every API query and never executed,
+  until an order with ``transmit=True`` (a bracket's stop) transmits its parent group. Then the
+  parent is ``Submitted`` and the children ``PreSubmitted`` until the parent is filled; a
+  filled child cancels its sibling (one-cancels-other).
+* A rejection is error 201 with the orderId as reqId (the wrapper marks the trade Cancelled and
+  logs the code), then ``Inactive``; the children of a rejected parent are cancelled.
+* A cancel is error 202 "Order Canceled" plus ``Cancelled``; cancelling a parent cancels its
+  children. Cancelling a done order gives error 10148, an unknown one 10147.
+* Fills come as ``execDetails`` (reqId -1), ``commissionReport``, ``openOrder`` + ``orderStatus``
+  (``Submitted`` with ``filled`` > 0 while partial) and a ``position`` update.
+* A dropped socket loses whatever was in flight, and the wrapper resets (no trades, fills or
+  positions until the next session syncs). TWS keeps its orders, executions and positions.
+* ``reqAllOpenOrders`` lists transmitted open orders of every client, ``reqCompletedOrders``
+  done ones as TWS encodes them (orderId, clientId and parentId 0; ``parentPermId`` and
+  ``filledQuantity`` set), ``reqExecutions`` the executions with their commission reports,
+  ``reqPositions`` every position including ones closed today (size 0), ``accountSummary``
+  the summary tags and the ``$LEDGER`` tags (cash, realized P&L) once, then pushed updates.
+* ``connect`` syncs like ``IB.connectAsync``: positions always; open orders, completed orders
+  and executions as ``fetchFields`` asks (order data only when not ``readonly``).
+
+Wording of the order messages follows what TWS sends; the 10147/10148 texts are approximate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import datetime as dt
 import functools
 import inspect
+import logging
 import math
 import re
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from eventkit import Event
 from ib_async import (
+    IB,
+    AccountValue,
     BarData,
     BarDataList,
+    CommissionReport,
     Contract,
     ContractDescription,
+    Execution,
+    ExecutionFilter,
+    Fill,
+    Order,
+    OrderState,
+    OrderStatus,
+    Position,
     StartupFetch,
     StartupFetchALL,
     TagValue,
+    Trade,
     util,
 )
+from ib_async.util import UNSET_DOUBLE
+from ib_async.wrapper import Wrapper
 
 NO_SECURITY_DEFINITION = "No security definition has been found for the request"
 HMDS_NO_DATA = (
@@ -84,6 +132,20 @@ WHAT_TO_SHOW = frozenset(
 WARNING_CODES = frozenset({105, 110, 165, 321, 329, 399, 404, 434, 492, 10167})
 # Codes TWS sends with reqId -1: they concern the session, not one request.
 SESSION_CODES = frozenset({1100, 1300, 2110})
+ACCOUNT = "DU1234567"  # IB paper accounts start with D
+ORDER_REJECTED = (
+    "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED "
+    "POSITION YOUR EQUITY WITH LOAN VALUE [0.00 USD] MUST EXCEED THE INITIAL MARGIN [5000.00 USD]"
+)
+ORDER_CANCELED = "Order Canceled - reason:"
+ORDER_WARNING = (
+    "Order Message:\nBUY 10 AAPL NASDAQ.NMS\nWarning: your order will not be placed at the "
+    "exchange until 2024-03-15 09:30:00 US/Eastern"
+)
+CANNOT_CANCEL = (
+    "OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {status}."
+)
+CANCEL_NOT_FOUND = "OrderId {order_id} that needs to be cancelled is not found."
 PACING_WINDOW_SECONDS = 15.0
 MATCHING_SYMBOLS_TIMEOUT = 4.0  # hard-coded in ib_async's reqMatchingSymbolsAsync
 
@@ -115,6 +177,117 @@ class _Fail:
 class _Listing:
     contract: Contract
     bars: list[BarData]
+
+
+@dataclass
+class ServerOrder:
+    """One order as TWS holds it: its own copy of what the client sent, and its state."""
+
+    client_id: int
+    order_id: int
+    perm_id: int
+    contract: Contract
+    order: Order
+    transmitted: bool = False
+    status: str = OrderStatus.PendingSubmit
+    filled: float = 0.0
+    avg_price: float = 0.0
+    last_price: float = 0.0
+    reason: str = ""
+    reject_with: str | None = None
+
+    @property
+    def remaining(self) -> float:
+        return float(self.order.totalQuantity) - self.filled
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in OrderStatus.DoneStates
+
+    @property
+    def order_ref(self) -> str:
+        return self.order.orderRef
+
+
+@dataclass
+class _Execution:
+    contract: Contract
+    execution: Execution
+    report: CommissionReport
+
+
+@dataclass
+class _Holding:
+    contract: Contract
+    quantity: float = 0.0
+    avg_cost: float = 0.0
+
+
+@dataclass
+class _Reply:
+    """Stands in for the ``asyncio.Future`` that ``Wrapper.startReq`` creates (no event loop)."""
+
+    value: Any = None
+    error: BaseException | None = None
+    finished: bool = False
+
+    def done(self) -> bool:
+        return self.finished
+
+    def set_result(self, value: Any) -> None:
+        self.value, self.finished = value, True
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error, self.finished = error, True
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+@dataclass
+class _FakeClient:
+    """The slice of ``ib_async.client.Client`` that ``IB``'s order methods use.
+
+    Sending raises ``ConnectionError("Not connected")`` without a session, as ``Client.send``
+    does; otherwise the message reaches the fake TWS at once.
+    """
+
+    tws: FakeIB
+    _reqIdSeq: int = 0
+    sent: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def isConnected(self) -> bool:
+        return self.tws._connected
+
+    def isReady(self) -> bool:
+        return self.tws._connected
+
+    def getReqId(self) -> int:
+        if not self.isReady():
+            raise ConnectionError("Not connected")
+        new_id = self._reqIdSeq
+        self._reqIdSeq += 1
+        return new_id
+
+    def updateReqId(self, minReqId: int) -> None:
+        self._reqIdSeq = max(self._reqIdSeq, minReqId)
+
+    def placeOrder(self, orderId: int, contract: Contract, order: Order) -> None:
+        if self._send("placeOrder", orderId):
+            self.tws._receive_order(orderId, contract, order)
+
+    def cancelOrder(self, orderId: int, manualCancelOrderTime: str = "") -> None:
+        if self._send("cancelOrder", orderId):
+            self.tws._receive_cancel(orderId)
+
+    def _send(self, *message: Any) -> bool:
+        """True when TWS gets the message; False when it is written into a broken socket."""
+        if not self.isConnected():
+            raise ConnectionError("Not connected")
+        self.sent.append(message)
+        return not self.tws._socket_broken
 
 
 def _recorded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -164,16 +337,34 @@ class FakeIB:
     exchange_timezone = ZoneInfo("America/New_York")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.connectedEvent = Event("connectedEvent")
-        self.disconnectedEvent = Event("disconnectedEvent")
-        self.errorEvent = Event("errorEvent")
+        for name in IB.events:
+            setattr(self, name, Event(name))
         self.calls: list[Call] = []
         # Also send this many bars dated after endDateTime (a look-ahead trap for the caller).
         self.bars_past_end = 0
+        # The account TWS reports; IB paper accounts start with "D", live ones do not.
+        self.account = ACCOUNT
+        self.wrapper = Wrapper(self)
+        self.client = _FakeClient(self)
+        self._logger = logging.getLogger("ib_async.ib")
         self._clock = clock
         self._connected = False
-        self._next_req_id = 1
         self._listings: list[_Listing] = []
+        # What TWS holds across sessions.
+        self.server_orders: list[ServerOrder] = []
+        self.server_executions: list[_Execution] = []
+        self._holdings: dict[int, _Holding] = {}
+        self._cash = 100_000.0
+        self._realized = 0.0
+        self._prices: dict[str, float] = {}
+        self._next_valid_id = 1
+        self._next_perm_id = 1_500_000_000
+        self._received = 0
+        self._order_plan: dict[int, tuple[str, str]] = {}
+        # What TWS has sent the client that the client's event loop has not processed yet.
+        self._outbox: list[Callable[[], None]] = []
+        self._summary_req_id: int | None = None
+        self._socket_broken = False
         self._connect_failures: deque[Callable[[str, int], BaseException]] = deque()
         self._always_fail: Callable[[str, int], BaseException] | None = None
         self._scripted: defaultdict[str, deque[object]] = defaultdict(deque)
@@ -233,11 +424,128 @@ class FakeIB:
     def drop_connection(self) -> None:
         """The socket closes now (Gateway restarted, network down)."""
         if self._connected:
-            self._connected = False
+            self._end_session()
+            self.wrapper.connectionClosed()  # fails pending requests, resets session state
             self.disconnectedEvent.emit()
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
+
+    # -- scripting orders (what TWS and the market do) ---------------------------------------
+
+    def reject_order(self, nth: int = 1, reason: str = ORDER_REJECTED) -> None:
+        """TWS rejects the ``nth`` order it receives from now on (error 201) when transmitted."""
+        self._order_plan[self._received + nth] = ("reject", reason)
+
+    def drop_after_order(self, nth: int = 1) -> None:
+        """The socket breaks right after TWS received the ``nth`` order from now on.
+
+        TWS keeps (and, if transmitted, works) that order. As with a real socket, the client
+        learns of it only when its event loop next runs: ``placeOrder`` returns, later sends
+        are lost, and the next blocking call raises ``ConnectionError("Socket disconnect")``.
+        """
+        self._order_plan[self._received + nth] = ("drop", "")
+
+    def set_price(self, symbol: str, price: float) -> None:
+        """Where the market trades ``symbol``: the default price of market-order fills."""
+        self._prices[symbol] = price
+
+    def set_position(self, symbol: str, quantity: float, avg_cost: float) -> None:
+        """The account holds ``quantity`` of ``symbol`` (held before this test's orders)."""
+        listing = self._listing_for(symbol)
+        self._holdings[listing.contract.conId] = _Holding(
+            _wire_contract(listing.contract, listing.contract.primaryExchange), quantity, avg_cost
+        )
+        self._push_position(self._holdings[listing.contract.conId])
+        self._push_account()
+
+    def server_orders_for(self, order_ref: str) -> list[ServerOrder]:
+        """The orders TWS holds with this ``orderRef``, in the order they arrived."""
+        return [o for o in self.server_orders if o.order_ref == order_ref]
+
+    def server_order(self, perm_id: int) -> ServerOrder:
+        return next(o for o in self.server_orders if o.perm_id == perm_id)
+
+    def fill(
+        self,
+        perm_id: int,
+        shares: float | None = None,
+        price: float | None = None,
+        commission: float = 1.0,
+    ) -> Execution:
+        """The market executes ``shares`` (default: all remaining) of a working order.
+
+        The price defaults to the order's limit or stop price, or the symbol's market price.
+        Bracket children only execute once their parent is filled, as in TWS.
+        """
+        so = self.server_order(perm_id)
+        assert so.transmitted and not so.is_done, f"order {perm_id} is not working ({so.status})"
+        parent = self._parent_of(so)
+        assert parent is None or parent.status == OrderStatus.Filled, (
+            "TWS holds a bracket child until its parent is filled"
+        )
+        shares = so.remaining if shares is None else shares
+        assert 0 < shares <= so.remaining, f"cannot fill {shares} of {so.remaining} remaining"
+        price = self._fill_price(so) if price is None else price
+        so.avg_price = (so.avg_price * so.filled + price * shares) / (so.filled + shares)
+        so.filled += shares
+        so.last_price = price
+        so.status = OrderStatus.Filled if so.remaining <= 0 else OrderStatus.Submitted
+        holding, realized = self._book(so, shares, price, commission)
+        execution = Execution(
+            execId=f"0000{len(self.server_executions) + 1:04x}.{so.perm_id:08x}.01.01",
+            time=dt.datetime.now(dt.timezone.utc),
+            acctNumber=self.account,
+            exchange="ISLAND",
+            side="BOT" if so.order.action == "BUY" else "SLD",
+            shares=shares,
+            price=price,
+            permId=so.perm_id,
+            clientId=so.client_id,
+            orderId=so.order_id,
+            cumQty=so.filled,
+            avgPrice=so.avg_price,
+            orderRef=so.order_ref,
+            lastLiquidity=1,
+        )
+        report = CommissionReport(
+            execId=execution.execId,
+            commission=commission,
+            currency="USD",
+            realizedPNL=UNSET_DOUBLE if realized is None else realized,
+            yield_=UNSET_DOUBLE,
+        )
+        record = _Execution(_wire_contract(so.contract, "ISLAND"), execution, report)
+        self.server_executions.append(record)
+        if self._reaches_client(so):
+            self._outbox.extend(self._execution_messages(-1, record))
+        self._push_order(so)
+        self._push_position(holding)
+        self._push_account()
+        if so.status == OrderStatus.Filled:
+            for child in self._children_of(so):
+                if child.transmitted and not child.is_done:
+                    child.status = OrderStatus.Submitted
+                    self._push_order(child)
+            if parent is not None:  # one-cancels-other between the children
+                for sibling in self._children_of(parent):
+                    if sibling is not so and not sibling.is_done:
+                        self._cancel(sibling, "", notify=False)
+        return execution
+
+    def warn_order(self, perm_id: int, code: int = 399, message: str = ORDER_WARNING) -> None:
+        """TWS sends a warning about a working order (e.g. 399); the order stays live."""
+        so = self.server_order(perm_id)
+        if self._reaches_client(so):
+            self._outbox.append(
+                functools.partial(self.wrapper.error, so.order_id, code, message, "")
+            )
+
+    def cancel_on_server(self, perm_id: int, reason: str = "") -> None:
+        """TWS cancels a working order itself (a DAY order expires, a risk check, a TWS user)."""
+        so = self.server_order(perm_id)
+        assert so.transmitted and not so.is_done, f"order {perm_id} is not working ({so.status})"
+        self._cancel(so, reason)
 
     # -- the ib_async.IB surface ------------------------------------------------------------
 
@@ -259,8 +567,12 @@ class FakeIB:
         if failure is not None:
             raise failure(host, int(port))
         self._connected = True
+        self.wrapper.clientId = int(clientId)
+        self.wrapper.accounts = [self.account]
+        self.client.updateReqId(self._next_valid_id)  # TWS's nextValidId
         for code, message in FARM_NOTICES:
             self.errorEvent.emit(-1, code, message, None)
+        self._startup_sync(readonly, fetchFields)
         self.connectedEvent.emit()
         return self
 
@@ -268,8 +580,9 @@ class FakeIB:
     def disconnect(self) -> str | None:
         if not self._connected:
             return None
-        self._connected = False
+        self._end_session()
         self.disconnectedEvent.emit()
+        self.wrapper.reset()  # IB.disconnect clears all session state
         return "Disconnecting from fake IB"
 
     @_recorded
@@ -377,6 +690,44 @@ class FakeIB:
                 found.append(ContractDescription(contract, derivativeSecTypes=["OPT", "WAR"]))
         return found
 
+    # -- the ib_async.IB order surface --------------------------------------------------------
+    # These six are ib_async's own code; they only touch the client state and the Client.
+
+    bracketOrder = _recorded(IB.bracketOrder)
+    placeOrder = _recorded(IB.placeOrder)
+    cancelOrder = _recorded(IB.cancelOrder)
+    trades = _recorded(IB.trades)
+    openTrades = _recorded(IB.openTrades)
+    fills = _recorded(IB.fills)
+    positions = _recorded(IB.positions)
+
+    @_recorded
+    def reqAllOpenOrders(self) -> list[Trade]:
+        return self._answer("reqAllOpenOrders", "openOrders", self._send_open_orders)
+
+    @_recorded
+    def reqCompletedOrders(self, apiOnly: bool) -> list[Trade]:
+        return self._answer(
+            "reqCompletedOrders", "completedOrders", lambda _key: self._send_completed(apiOnly)
+        )
+
+    @_recorded
+    def reqExecutions(self, execFilter: ExecutionFilter | None = None) -> list[Fill]:
+        return self._answer(
+            "reqExecutions", None, lambda key: self._send_executions(key, execFilter)
+        )
+
+    @_recorded
+    def reqPositions(self) -> list[Position]:
+        return self._answer("reqPositions", "positions", self._send_positions)
+
+    @_recorded
+    def accountSummary(self, account: str = "") -> list[AccountValue]:
+        if not self.wrapper.acctSummary:  # loaded on demand, then kept updated by TWS
+            self._answer("accountSummary", None, self._send_account_summary)
+        values = self.wrapper.acctSummary.values()
+        return [v for v in values if not account or v.account == account]
+
     # -- internals --------------------------------------------------------------------------
 
     def _queue_connect_failure(
@@ -388,9 +739,16 @@ class FakeIB:
             self._connect_failures.extend([make] * times)
 
     def _begin(self, method: str) -> object:
-        """What happens to this request; raises like ib_async when there is no connection."""
+        """What happens to this request; raises like ib_async when there is no connection.
+
+        A blocking call runs the client's event loop, so what TWS sent before is processed.
+        """
         if not self._connected:
             raise ConnectionError("Not connected")
+        if self._socket_broken:  # the loop notices the closed socket; pending requests fail
+            self.drop_connection()
+            raise ConnectionError("Socket disconnect")
+        self._pump()
         outcome = self._scripted[method].popleft() if self._scripted[method] else None
         if outcome == _DROP:
             self.drop_connection()
@@ -398,8 +756,7 @@ class FakeIB:
         return outcome
 
     def _req_id(self) -> int:
-        self._next_req_id += 1
-        return self._next_req_id - 1
+        return self.client.getReqId()  # ib_async draws request and order ids from one sequence
 
     def _answer_fails(self, outcome: object, req_id: int, contract: Contract | None) -> bool:
         """Fire a scripted error; True when ib_async keeps waiting (warning or session error)."""
@@ -451,6 +808,375 @@ class FakeIB:
         tz = dt.timezone.utc if sep == "-" else ZoneInfo(zone or str(self.exchange_timezone))
         moment = dt.datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=tz)
         return moment.astimezone(self.exchange_timezone).date()
+
+    # -- internals: sessions and requests --------------------------------------------------
+
+    def _end_session(self) -> None:
+        self._connected = False
+        self._socket_broken = False
+        self._outbox.clear()  # what was still in flight is lost with the socket
+        self._summary_req_id = None
+        self.wrapper.setEventsDone()
+
+    def _pump(self) -> None:
+        """The client's event loop runs: the wrapper processes everything TWS sent so far."""
+        if not self._outbox:
+            return
+        self.wrapper.tcpDataArrived()
+        while self._outbox:
+            self._outbox.pop(0)()
+        self.wrapper.tcpDataProcessed()
+
+    def _answer(self, method: str, key: Any, respond: Callable[[Any], None]) -> Any:
+        """A blocking request: ``Wrapper.startReq`` bookkeeping, TWS's answer, the result.
+
+        ``key`` None draws a request id. Supports ``time_out_next`` and ``drop_during_next``.
+        """
+        outcome = self._begin(method)
+        assert not isinstance(outcome, _Fail), f"fail_next is not modelled for {method}"
+        if key is None:
+            key = self._req_id()
+        if outcome == _TIMEOUT:
+            return self._block(None)
+        return self._collect(key, respond)
+
+    def _collect(self, key: Any, respond: Callable[[Any], None]) -> Any:
+        reply = _Reply()
+        self.wrapper._futures[key] = reply  # type: ignore[assignment]
+        self.wrapper._results[key] = []
+        respond(key)
+        assert reply.done(), "TWS did not end the request"
+        return reply.result()
+
+    def _startup_sync(self, readonly: bool, fetch: StartupFetch) -> None:
+        """What ``IB.connectAsync`` requests before it reports the connection ready."""
+        self._collect("positions", self._send_positions)
+        if not readonly and fetch & StartupFetch.ORDERS_OPEN:  # reqOpenOrders: this client's
+            self._collect("openOrders", lambda key: self._send_open_orders(key, own_only=True))
+        if not readonly and fetch & StartupFetch.ORDERS_COMPLETE:
+            self._collect("completedOrders", lambda _key: self._send_completed(False))
+        if fetch & StartupFetch.EXECUTIONS:
+            self._collect(self._req_id(), lambda key: self._send_executions(key, None))
+
+    def _send_open_orders(self, _key: Any, own_only: bool = False) -> None:
+        for so in self.server_orders:
+            if so.transmitted and not so.is_done:
+                if not own_only or so.client_id == self.wrapper.clientId:
+                    for message in self._order_messages(so):
+                        message()
+        self.wrapper.openOrderEnd()
+
+    def _send_completed(self, api_only: bool) -> None:
+        for so in self.server_orders:  # every order here came through the API
+            if so.transmitted and so.is_done:
+                self.wrapper.completedOrder(*self._completed_order(so))
+        self.wrapper.completedOrdersEnd()
+
+    def _send_executions(self, req_id: int, execution_filter: ExecutionFilter | None) -> None:
+        wanted = execution_filter or ExecutionFilter()
+        for record in self.server_executions:
+            if _matches(wanted, record):
+                for message in self._execution_messages(req_id, record):
+                    message()
+        self.wrapper.execDetailsEnd(req_id)
+
+    def _send_positions(self, _key: Any) -> None:
+        for holding in self._holdings.values():  # size 0 too: closed today
+            self.wrapper.position(
+                self.account,
+                dataclasses.replace(holding.contract),
+                holding.quantity,
+                holding.avg_cost,
+            )
+        self.wrapper.positionEnd()
+
+    def _send_account_summary(self, req_id: int) -> None:
+        self._summary_req_id = req_id
+        for message in self._account_messages(req_id):
+            message()
+        self.wrapper.accountSummaryEnd(req_id)
+
+    # -- internals: the fake TWS's order book ---------------------------------------------
+
+    def _receive_order(self, order_id: int, contract: Contract, order: Order) -> None:
+        self._received += 1
+        plan, detail = self._order_plan.pop(self._received, ("accept", ""))
+        client_id = self.wrapper.clientId
+        self._next_valid_id = max(self._next_valid_id, order_id + 1)
+        so = self._find_server_order(client_id, order_id)
+        if so is not None:  # a modification of an order TWS has
+            assert not so.is_done, "TWS refuses to modify a done order"
+            so.order = _wire_order(order, orderId=order_id, clientId=client_id, permId=so.perm_id)
+            if so.transmitted:
+                self._push_order(so)
+        else:
+            so = ServerOrder(
+                client_id=client_id,
+                order_id=order_id,
+                perm_id=self._next_perm_id,
+                contract=_wire_contract(contract, contract.exchange),
+                order=_wire_order(order, orderId=order_id, clientId=client_id),
+                reject_with=detail if plan == "reject" else None,
+            )
+            self._next_perm_id += 1
+            so.order.permId = so.perm_id
+            parent = self._parent_of(so)
+            if parent is not None:
+                so.order.parentPermId = parent.perm_id
+            self.server_orders.append(so)
+            if order.transmit:
+                self._transmit(so)
+        if plan == "drop":
+            self._socket_broken = True
+
+    def _transmit(self, so: ServerOrder) -> None:
+        """A ``transmit=True`` order releases its held parent group, parent first."""
+        root = self._parent_of(so) or so
+        group = [root, *self._children_of(root)] if root is not so else [so]
+        for member in group:
+            if member.transmitted:
+                continue
+            member.transmitted = True
+            parent = self._parent_of(member)
+            if member.reject_with is not None:
+                self._reject(member, member.reject_with)
+            elif parent is not None and parent.is_done and parent.status != OrderStatus.Filled:
+                self._cancel(member, "parent order was not accepted")
+            else:
+                held = parent is not None and parent.status != OrderStatus.Filled
+                member.status = OrderStatus.PreSubmitted if held else OrderStatus.Submitted
+                self._push_order(member)
+
+    def _reject(self, so: ServerOrder, reason: str) -> None:
+        so.status, so.reason = OrderStatus.Inactive, reason
+        if self._reaches_client(so):
+            self._outbox.append(functools.partial(self.wrapper.error, so.order_id, 201, reason, ""))
+        self._push_order(so)
+        for child in self._children_of(so):
+            if child.transmitted and not child.is_done:
+                self._cancel(child, "parent order was rejected")
+
+    def _cancel(self, so: ServerOrder, reason: str, notify: bool = True) -> None:
+        so.status, so.reason = OrderStatus.Cancelled, reason or so.reason
+        if notify and self._reaches_client(so):
+            message = ORDER_CANCELED + reason
+            self._outbox.append(
+                functools.partial(self.wrapper.error, so.order_id, 202, message, "")
+            )
+        self._push_order(so)
+        for child in self._children_of(so):
+            if child.transmitted and not child.is_done:
+                self._cancel(child, reason, notify)
+
+    def _receive_cancel(self, order_id: int) -> None:
+        client_id = self.wrapper.clientId
+        so = self._find_server_order(client_id, order_id)
+        if so is None:
+            message = CANCEL_NOT_FOUND.format(order_id=order_id)
+            self._outbox.append(functools.partial(self.wrapper.error, order_id, 10147, message, ""))
+        elif not so.transmitted:
+            self.server_orders.remove(so)  # never left TWS; IB.cancelOrder marks it Cancelled
+        elif so.is_done:
+            message = CANNOT_CANCEL.format(order_id=order_id, status=so.status)
+            self._outbox.append(functools.partial(self.wrapper.error, order_id, 10148, message, ""))
+        else:
+            self._cancel(so, "")
+
+    def _book(
+        self, so: ServerOrder, shares: float, price: float, commission: float
+    ) -> tuple[_Holding, float | None]:
+        """Update position, cash and realized P&L; IB's average cost includes commissions."""
+        conid = so.contract.conId
+        exchange = self._listing_for(so.contract.symbol).contract.primaryExchange
+        holding = self._holdings.setdefault(conid, _Holding(_wire_contract(so.contract, exchange)))
+        signed = shares if so.order.action == "BUY" else -shares
+        realized: float | None = None
+        if holding.quantity == 0 or (holding.quantity > 0) == (signed > 0):
+            cost = holding.avg_cost * abs(holding.quantity) + price * shares + commission
+            holding.quantity += signed
+            holding.avg_cost = cost / abs(holding.quantity)
+        else:
+            closing = min(shares, abs(holding.quantity))
+            direction = 1 if holding.quantity > 0 else -1
+            realized = (price - holding.avg_cost) * closing * direction - commission
+            holding.quantity += signed
+            if holding.quantity == 0:
+                holding.avg_cost = 0.0
+            elif (holding.quantity > 0) != (direction > 0):  # crossed through zero
+                holding.avg_cost = price
+            self._realized += realized
+        self._cash -= signed * price + commission
+        return holding, realized
+
+    def _fill_price(self, so: ServerOrder) -> float:
+        if so.order.orderType == "LMT":
+            return float(so.order.lmtPrice)  # type: ignore[arg-type]
+        if so.order.orderType == "STP":
+            return float(so.order.auxPrice)  # type: ignore[arg-type]
+        symbol = so.contract.symbol
+        if symbol in self._prices:
+            return self._prices[symbol]
+        bars = self._listing_for(symbol).bars
+        return bars[-1].close if bars else 100.0
+
+    # -- internals: what TWS sends ----------------------------------------------------------
+
+    def _reaches_client(self, so: ServerOrder) -> bool:
+        """TWS pushes order updates to the connected client that placed the order."""
+        return self._connected and so.client_id == self.wrapper.clientId
+
+    def _push_order(self, so: ServerOrder) -> None:
+        if self._reaches_client(so):
+            self._outbox.extend(self._order_messages(so))
+
+    def _push_position(self, holding: _Holding) -> None:
+        if self._connected:  # every session subscribes to positions at connect
+            args = (self.account, dataclasses.replace(holding.contract))
+            self._outbox.append(
+                functools.partial(self.wrapper.position, *args, holding.quantity, holding.avg_cost)
+            )
+
+    def _push_account(self) -> None:
+        if self._connected and self._summary_req_id is not None:
+            self._outbox.extend(self._account_messages(self._summary_req_id))
+
+    def _order_messages(self, so: ServerOrder) -> list[Callable[[], None]]:
+        """``openOrder`` then ``orderStatus``, with the values of this moment."""
+        order = _wire_order(so.order)
+        contract = _wire_contract(so.contract, so.contract.exchange)
+        state = OrderState(status=so.status)
+        status = (
+            so.order_id,
+            so.status,
+            so.filled,
+            so.remaining,
+            so.avg_price,
+            so.perm_id,
+            so.order.parentId,
+            so.last_price,
+            so.client_id,
+            "",
+            0.0,
+        )
+        return [
+            functools.partial(self.wrapper.openOrder, so.order_id, contract, order, state),
+            functools.partial(self.wrapper.orderStatus, *status),
+        ]
+
+    def _execution_messages(self, req_id: int, record: _Execution) -> list[Callable[[], None]]:
+        contract = dataclasses.replace(record.contract)
+        execution = dataclasses.replace(record.execution)
+        report = dataclasses.replace(record.report)
+        return [
+            functools.partial(self.wrapper.execDetails, req_id, contract, execution),
+            functools.partial(self.wrapper.commissionReport, report),
+        ]
+
+    def _account_messages(self, req_id: int) -> list[Callable[[], None]]:
+        invested = sum(h.quantity * h.avg_cost for h in self._holdings.values())
+        values = [
+            ("AccountType", "INDIVIDUAL", ""),
+            ("NetLiquidation", f"{self._cash + invested:.2f}", "USD"),
+            ("TotalCashValue", f"{self._cash:.2f}", "USD"),
+            ("BuyingPower", f"{4 * (self._cash + invested):.2f}", "USD"),
+        ]
+        for currency in ("BASE", "USD"):  # the $LEDGER:ALL tags
+            values += [
+                ("CashBalance", f"{self._cash:.2f}", currency),
+                ("RealizedPnL", f"{self._realized:.2f}", currency),
+            ]
+        return [
+            functools.partial(self.wrapper.accountSummary, req_id, self.account, *value)
+            for value in values
+        ]
+
+    def _completed_order(self, so: ServerOrder) -> tuple[Contract, Order, OrderState]:
+        """A done order as the ``completedOrder`` message decodes: no orderId/clientId/parentId."""
+        fields = {name: copy.deepcopy(getattr(so.order, name)) for name in _COMPLETED_FIELDS}
+        order = Order(**fields, filledQuantity=so.filled, parentPermId=so.order.parentPermId)
+        contract = _wire_contract(so.contract, so.contract.exchange)
+        state = OrderState(status=so.status, completedStatus=so.reason or so.status)
+        return contract, order, state
+
+    # -- internals: lookups -----------------------------------------------------------------
+
+    def _find_server_order(self, client_id: int, order_id: int) -> ServerOrder | None:
+        return next(
+            (o for o in self.server_orders if (o.client_id, o.order_id) == (client_id, order_id)),
+            None,
+        )
+
+    def _parent_of(self, so: ServerOrder) -> ServerOrder | None:
+        if not so.order.parentId:
+            return None
+        return self._find_server_order(so.client_id, so.order.parentId)
+
+    def _children_of(self, so: ServerOrder) -> list[ServerOrder]:
+        return [
+            o
+            for o in self.server_orders
+            if o.client_id == so.client_id and o.order.parentId == so.order_id and o is not so
+        ]
+
+    def _listing_for(self, symbol: str) -> _Listing:
+        return next(listing for listing in self._listings if listing.contract.symbol == symbol)
+
+
+# Order fields the ``completedOrder`` message carries (ib_async's Decoder.completedOrder).
+_COMPLETED_FIELDS = (
+    "action",
+    "totalQuantity",
+    "orderType",
+    "lmtPrice",
+    "auxPrice",
+    "tif",
+    "ocaGroup",
+    "account",
+    "openClose",
+    "origin",
+    "orderRef",
+    "permId",
+    "outsideRth",
+    "hidden",
+    "goodAfterTime",
+    "goodTillDate",
+    "ocaType",
+)
+
+
+def _wire_order(order: Order, **changes: Any) -> Order:
+    """A plain ``Order`` with the same fields: what TWS keeps and what the decoder builds."""
+    values = {f.name: copy.deepcopy(getattr(order, f.name)) for f in dataclasses.fields(Order)}
+    values.update(changes)
+    return Order(**values)
+
+
+def _wire_contract(contract: Contract, exchange: str) -> Contract:
+    """The contract fields TWS sends back with orders, executions and positions."""
+    return Contract(
+        conId=contract.conId,
+        symbol=contract.symbol,
+        secType=contract.secType,
+        exchange=exchange,
+        currency=contract.currency,
+        localSymbol=contract.localSymbol,
+        tradingClass=contract.tradingClass,
+    )
+
+
+def _matches(wanted: ExecutionFilter, record: _Execution) -> bool:
+    """TWS's execution filter: empty / zero fields match everything."""
+    execution, contract = record.execution, record.contract
+    side = {"BOT": "BUY", "SLD": "SELL"}[execution.side]
+    checks = (
+        (wanted.clientId, execution.clientId),
+        (wanted.acctCode, execution.acctNumber),
+        (wanted.symbol, contract.symbol),
+        (wanted.secType, contract.secType),
+        (wanted.exchange, execution.exchange),
+        (wanted.side, side),
+    )
+    return all(not want or want == have for want, have in checks)
 
 
 def _invalid_history_request(duration: str, bar_size: str, what: str) -> str | None:

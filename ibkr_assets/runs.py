@@ -1,0 +1,79 @@
+"""Running the workflow for symbols x dates in as few runs as possible (used by the CLI).
+
+A single-run range over the ``date|symbol`` partitions is a rectangle: every date in the range
+times every symbol between the first and last in the ``symbols`` partition order. Symbols that
+are contiguous in that order share one run; the portfolio then gets one run for the dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+@dataclass
+class RunOutcome:
+    job: str
+    symbols: list[str]
+    run_id: str
+    success: bool
+    errors: list[str] = field(default_factory=list)
+
+
+def contiguous_blocks(order: list[str], wanted: list[str]) -> list[list[str]]:
+    """Split ``wanted`` into runs of symbols that are adjacent in ``order``."""
+    positions = sorted(order.index(s) for s in set(wanted))
+    blocks: list[list[str]] = []
+    for pos in positions:
+        if blocks and order.index(blocks[-1][-1]) == pos - 1:
+            blocks[-1].append(order[pos])
+        else:
+            blocks.append([order[pos]])
+    return blocks
+
+
+def run_workflow(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    symbols: list[str],
+    start: dt.date,
+    end: dt.date,
+    *,
+    run_config: dict | None = None,
+    tags: dict[str, str] | None = None,
+) -> list[RunOutcome]:
+    """Materialize the per-symbol graph and then the portfolio for ``start`` .. ``end``."""
+    have = instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+    missing = [s for s in symbols if s not in have]
+    if missing:
+        instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, missing)
+        have = instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+    outcomes = []
+    workflow = defs.resolve_job_def("trading_workflow_job")
+    for block in contiguous_blocks(list(have), symbols):
+        range_tags = {RANGE_START: f"{start}|{block[0]}", RANGE_END: f"{end}|{block[-1]}"}
+        outcomes.append(
+            _execute(workflow, instance, block, {**(tags or {}), **range_tags}, run_config)
+        )
+    portfolio = defs.resolve_job_def("portfolio_job")
+    range_tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
+    outcomes.append(_execute(portfolio, instance, [], {**(tags or {}), **range_tags}, run_config))
+    return outcomes
+
+
+def _execute(job, instance, symbols, tags, run_config) -> RunOutcome:
+    result = job.execute_in_process(
+        instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+    )
+    errors = [
+        f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+        for e in result.all_events
+        if e.is_step_failure and e.step_failure_data.error
+    ]
+    return RunOutcome(job.name, symbols, result.run_id, result.success, errors)
