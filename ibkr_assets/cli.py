@@ -96,6 +96,139 @@ def demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def backfill(args: argparse.Namespace) -> int:
+    """Materialize a date range for some or all symbols as one fast run, with a progress bar."""
+    home = _dagster_home()
+    _quiet_dagster_warnings()
+    import threading
+    import uuid
+
+    import dagster as dg
+    from tqdm import tqdm
+
+    from ibkr_assets.definitions import defs
+    from ibkr_assets.domain.calendar import sessions_between
+    from ibkr_assets.partitions import MAX_PARTITIONS, start_date
+    from ibkr_assets.runs import run_workflow
+    from ibkr_assets.settings import load_settings
+
+    settings = load_settings()
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    symbols = (
+        [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else settings.symbols
+    )
+    problems = []
+    if end < start:
+        problems.append(f"--end {end} is before --start {start}")
+    if start < dt.date.fromisoformat(start_date()):
+        problems.append(
+            f"--start {start} is before the first partition {start_date()} (IBKR_ASSETS_START_DATE)"
+        )
+    if end > dt.date.today():
+        problems.append(f"--end {end} is in the future")
+    weekdays = sum(
+        1 for i in range((end - start).days + 1) if (start + dt.timedelta(i)).weekday() < 5
+    )
+    if weekdays * len(symbols) > MAX_PARTITIONS:
+        problems.append(
+            f"{weekdays} days x {len(symbols)} symbols exceeds {MAX_PARTITIONS:,} partitions"
+        )
+    if not problems:
+        problems += _unknown_symbols(symbols, end)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    sessions = sessions_between(start, end, settings.calendar)
+    # date partitions are weekdays: start and end must be weekdays for a range of partition keys
+    while start.weekday() >= 5:
+        start += dt.timedelta(days=1)
+    while end.weekday() >= 5:
+        end -= dt.timedelta(days=1)
+    instance = dg.DagsterInstance.get()
+    token = uuid.uuid4().hex[:12]
+    total = weekdays * len(symbols) * 7 + weekdays  # 7 per-symbol assets, one portfolio per date
+    print(f"Dagster instance: {home}")
+    print(
+        f"Backfilling {', '.join(symbols)} from {start} to {end}: {weekdays} days "
+        f"({len(sessions)} sessions) x {len(symbols)} symbols as one run, then the portfolio"
+    )
+    done: dict = {}
+
+    def work() -> None:
+        done["outcomes"] = run_workflow(
+            defs,
+            instance,
+            symbols,
+            start,
+            end,
+            run_config=QUIET_RUN_CONFIG,
+            tags={"ibkr_assets/backfill": token},
+        )
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    with tqdm(total=total, unit="materialization", disable=args.no_progress) as bar:
+        while worker.is_alive():
+            worker.join(timeout=0.5)
+            bar.update(_materializations(instance, token) - bar.n)
+        bar.update(_materializations(instance, token) - bar.n)
+    outcomes = done.get("outcomes", [])
+    for outcome in outcomes:
+        what = ", ".join(outcome.symbols) if outcome.symbols else "portfolio"
+        print(
+            f"  {outcome.job} [{what}]: run {outcome.run_id} {'ok' if outcome.success else 'FAILED'}"
+        )
+        for error in outcome.errors:
+            print(f"    {error}")
+    _print_summary(settings, [o.run_id for o in outcomes])
+    return 0 if outcomes and all(o.success for o in outcomes) else 1
+
+
+def _materializations(instance, token: str) -> int:
+    import dagster as dg
+
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"ibkr_assets/backfill": token}))
+    return sum(
+        len(
+            instance.get_records_for_run(
+                r.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+            ).records
+        )
+        for r in runs
+    )
+
+
+def _print_summary(settings, run_ids: list[str]) -> None:
+    from collections import Counter
+
+    from ibkr_assets.storage.lineage_store import LineageStore, safe_url
+
+    store = LineageStore(settings.lineage_url)
+    rows = [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
+    by_step = Counter((r["step_name"], r["status"]) for r in rows)
+    partitions = {r["partition_key"] for r in rows if "|" in r["partition_key"]}
+    failed = {r["partition_key"] for r in rows if r["status"] == "error"}
+    signals = Counter(
+        r["output_data"].get("action") for r in rows if r["step_name"] == "trading_signal"
+    )
+    orders = Counter(r["output_data"].get("outcome") for r in rows if r["step_name"] == "order")
+    print(f"\nPartitions: {len(partitions - failed)} done, {len(failed)} failed"
+          f" ({by_step[('market_data', 'market_closed')]} market closed)")  # fmt: skip
+    print("Signals: " + ", ".join(f"{k} {v}" for k, v in sorted(signals.items()) if k))
+    print("Orders: " + ", ".join(f"{k} {v}" for k, v in sorted(orders.items()) if k))
+    snaps = [r for r in rows if r["step_name"] == "portfolio_snapshot" and r["status"] == "success"]
+    if snaps:
+        last = max(snaps, key=lambda r: r["partition_key"])["output_data"]
+        print(
+            f"Portfolio {last['date']}: equity {last['equity']:,.2f}, realized P&L {last['realized_pnl']:,.2f}, "
+            f"unrealized {last['unrealized_pnl']:,.2f}, {len(last['positions'])} position(s)"
+        )
+    print(
+        f"Lineage: {safe_url(settings.lineage_url)} (workflow_lineage, artifacts; execution ids {', '.join(run_ids)})"
+    )
+
+
 def _unknown_symbols(symbols: list[str], day: dt.date) -> list[str]:
     """Messages for symbols the configured source refuses; they never become partitions."""
     from ibkr_assets.resources import build_resources
@@ -195,6 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         "--days", type=int, default=5, help="trading sessions to materialize (default 5)"
     )
     p_demo.set_defaults(func=demo)
+    p_back = sub.add_parser(
+        "backfill",
+        help="materialize a date range as one fast run (past sessions use the simulator)",
+    )
+    p_back.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    p_back.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
+    p_back.add_argument("--symbols", help="comma-separated symbols (default: IBKR_ASSETS_SYMBOLS)")
+    p_back.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_back.set_defaults(func=backfill)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,7 +1,10 @@
 """Sensors."""
 
+import os
+
 import dagster as dg
 
+from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
 from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.settings import load_settings
@@ -46,3 +49,9 @@ def order_tracking_sensor(
     return dg.SkipReason(
         f"{mode}: {len(result.changes)} order state change(s), {len(result.new_fills)} new fill(s) recorded"
     )
+
+
+run_failure_sensor = build_run_failure_sensor(
+    database_url_getter=lambda: load_settings().lineage_url,
+    webhook_url_getter=lambda: os.environ.get("IBKR_ASSETS_ALERT_WEBHOOK_URL") or None,
+)

@@ -38,6 +38,9 @@ def check_invariants(snap: PortfolioSnapshot, allow_short: bool) -> list[str]:
     io_manager_key="object_store_io_manager",
     code_version="1",
     group_name="trading",
+    # After a scheduled day, each symbol's order updates the date's snapshot (the daemon's
+    # automation sensor runs it); backfills run portfolio_job for the range instead.
+    automation_condition=dg.AutomationCondition.eager(),
     ins={
         "order": dg.AssetIn(
             partition_mapping=dg.MultiToSingleDimensionPartitionMapping(

@@ -1,0 +1,47 @@
+"""The project's after-close schedule requests every symbol partition for the closed session."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from ibkr_assets.definitions import build_definitions
+from ibkr_assets_tests.helpers import add_symbols
+
+NY = ZoneInfo("America/New_York")
+
+
+def _tick(instance, when: dt.datetime):
+    defs = build_definitions()
+    schedule = defs.resolve_schedule_def("default_after_close")
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
+    ) as context:
+        return schedule.evaluate_tick(context)
+
+
+def test_after_close_requests_each_symbol_partition_including_ones_added_later(
+    deployment, instance
+):
+    deployment()
+    add_symbols(instance, ["AAPL", "MSFT"])
+    data = _tick(instance, dt.datetime(2025, 3, 14, 16, 30, tzinfo=NY))
+    assert sorted(r.partition_key for r in data.run_requests) == [
+        "2025-03-14|AAPL",
+        "2025-03-14|MSFT",
+    ]
+    add_symbols(instance, ["NVDA"])  # the sensor added a symbol: no restart needed
+    data = _tick(instance, dt.datetime(2025, 3, 17, 16, 30, tzinfo=NY))
+    assert sorted(r.partition_key for r in data.run_requests) == [
+        "2025-03-17|AAPL", "2025-03-17|MSFT", "2025-03-17|NVDA",
+    ]  # fmt: skip
+
+
+def test_after_close_skips_exchange_holidays(deployment, instance):
+    deployment()
+    add_symbols(instance, ["AAPL"])
+    data = _tick(instance, dt.datetime(2025, 7, 4, 16, 30, tzinfo=NY))
+    assert not data.run_requests
+    assert "holiday" in data.skip_message
