@@ -5,8 +5,8 @@ import time
 
 import dagster as dg
 
-from ibkr_assets.domain.bars import empty_bars
-from ibkr_assets.domain.calendar import is_session
+from ibkr_assets.domain.bars import empty_bars, window_ending
+from ibkr_assets.domain.calendar import is_session, sessions_between
 from ibkr_assets.domain.market_data import MarketDataWindow
 from ibkr_assets.partitions import daily_symbol_partitions, split_key
 from ibkr_assets.resources.lineage import LineageResource
@@ -34,7 +34,12 @@ def market_data(
     A date that is not an exchange session materializes as ``market_closed``: no bars, and
     nothing downstream acts on it.
     """
-    source = market_data_source.get_source()
+    source = PrefetchedSource(
+        market_data_source.get_source(),
+        context.partition_keys,
+        market_data_source.lookback_bars,
+        market_data_source.calendar,
+    )
     recorder = lineage.recorder(context, "market_data")
     windows: dict[str, MarketDataWindow] = {}
     failures: dict[str, str] = {}
@@ -46,6 +51,7 @@ def market_data(
             "date": day_text,
             "source": source.name,
             "bars": market_data_source.lookback_bars,
+            "fetched_once_for_range": symbol in source.histories,
         }
         started = time.perf_counter()
         try:
@@ -88,6 +94,39 @@ def market_data(
             metadata={"failed_partitions": dg.MetadataValue.json(failures)},
         )
     return dg.Output(windows, metadata=_metadata(windows, row_ids))
+
+
+class PrefetchedSource:
+    """A range run fetches each symbol's history once; every partition's window is cut from it.
+
+    Cutting ``window_ending(history, day, n)`` from a history that reaches ``n`` bars before the
+    first day gives exactly what ``fetch_bars(symbol, day, n)`` would: no look-ahead either way.
+    """
+
+    def __init__(self, source, partition_keys: list[str], lookback: int, calendar: str) -> None:
+        self.source, self.name, self.synthetic = source, source.name, source.synthetic
+        days_by_symbol: dict[str, list[dt.date]] = {}
+        for key in partition_keys:
+            day_text, symbol = split_key(key)
+            days_by_symbol.setdefault(symbol, []).append(dt.date.fromisoformat(day_text))
+        self.histories, self.errors = {}, {}
+        for symbol, days in days_by_symbol.items():
+            if len(days) < 2:
+                continue
+            first, last = min(days), max(days)
+            try:
+                self.histories[symbol] = source.fetch_bars(
+                    symbol, last, lookback + len(sessions_between(first, last, calendar))
+                )
+            except MarketDataError as exc:
+                self.errors[symbol] = exc
+
+    def fetch_bars(self, symbol: str, end: dt.date, bars: int):
+        if symbol in self.errors:
+            raise self.errors[symbol]
+        if symbol in self.histories:
+            return window_ending(self.histories[symbol], end, bars)
+        return self.source.fetch_bars(symbol, end, bars)
 
 
 def _fetch(source, symbol: str, day: dt.date, cfg: MarketDataResource) -> MarketDataWindow:
