@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_LLM_PRICE_OUT": "llm_price_out",
     "IBKR_ASSETS_LLM_CACHE_MODE": "llm_cache_mode",
     "IBKR_ASSETS_LLM_CONCURRENCY": "llm_concurrency",
+    "IBKR_ASSETS_LLM_RPM": "llm_requests_per_minute",
     "IBKR_ASSETS_PROMPT_TEMPLATE": "prompt_template",
     "IBKR_ASSETS_PROMPT_VERSION": "prompt_version",
     "MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
@@ -95,6 +96,7 @@ class Settings(BaseModel):
     llm_price_out: float = Field(default=0.60, ge=0)
     llm_cache_mode: Literal["normal", "refresh", "replay"] = "normal"
     llm_concurrency: int = Field(default=4, ge=1, le=64)
+    llm_requests_per_minute: float = Field(default=0.0, ge=0)
     prompt_template: str = "chart_analysis"
     prompt_version: int | None = None
     mlflow_tracking_uri: str | None = None

@@ -66,6 +66,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             template_version=settings.prompt_version,
             cache_mode=settings.llm_cache_mode,
             concurrency=settings.llm_concurrency,
+            requests_per_minute=settings.llm_requests_per_minute,
         ),
         "signal_rules": SignalRulesResource(
             min_risk_reward=settings.min_risk_reward,

@@ -29,6 +29,7 @@ class AnalystResource(dg.ConfigurableResource):
     template_version: int | None = None
     cache_mode: Literal["normal", "refresh", "replay"] = "normal"
     concurrency: int = 4
+    requests_per_minute: float = 0.0  # 0: no limit beyond ``concurrency``
 
     _analyst: object | None = PrivateAttr(default=None)
 
@@ -46,6 +47,12 @@ class AnalystResource(dg.ConfigurableResource):
                     price_per_mtok_in=self.price_per_mtok_in,
                     price_per_mtok_out=self.price_per_mtok_out,
                 )
+                if self.requests_per_minute > 0:
+                    from ibkr_assets.analysis.rate_limit import RateLimitedAnalyst, RateLimiter
+
+                    self._analyst = RateLimitedAnalyst(
+                        self._analyst, RateLimiter(self.requests_per_minute)
+                    )
             else:
                 self._analyst = RulesAnalyst()
         return self._analyst
