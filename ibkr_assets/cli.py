@@ -230,19 +230,16 @@ def _print_summary(settings, run_ids: list[str]) -> None:
 
 
 def _unknown_symbols(symbols: list[str], day: dt.date) -> list[str]:
-    """Messages for symbols the configured source refuses; they never become partitions."""
+    """Messages for symbols that do not resolve; they never become partitions. Resolved ones
+    are cached in the ``symbols`` table (with the IBKR contract id when the source is IBKR)."""
     from ibkr_assets.resources import build_resources
+    from ibkr_assets.sensors import resolve_configured_symbols
     from ibkr_assets.settings import load_settings
-    from ibkr_assets.sources.base import UnknownSymbolError
 
-    source = build_resources(load_settings())["market_data_source"].get_source()
-    messages = []
-    for symbol in symbols:
-        try:
-            source.fetch_bars(symbol, day, 1)
-        except UnknownSymbolError as exc:
-            messages.append(str(exc))
-    return messages
+    settings = load_settings()
+    source = build_resources(settings)["market_data_source"].get_source()
+    _, errors = resolve_configured_symbols(settings, source, symbols)
+    return list(errors.values())
 
 
 def _print_results(settings, run_ids: list[str]) -> None:

@@ -7,25 +7,43 @@ import dagster as dg
 from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
 from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
 from ibkr_assets.resources.broker import BrokerResource, current_session
+from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.settings import load_settings
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def symbol_partitions_sensor(
-    context: dg.SensorEvaluationContext,
+    context: dg.SensorEvaluationContext, market_data_source: MarketDataResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Adds every configured symbol (``IBKR_ASSETS_SYMBOLS``) to the ``symbols`` partitions.
+    """Adds every configured symbol (``IBKR_ASSETS_SYMBOLS``) to the ``symbols`` partitions,
+    once it resolves (IBKR contract id when the source is IBKR, else the source knows it).
 
-    Only adds: a symbol removed from the configuration keeps its history.
+    Only adds: a symbol removed from the configuration keeps its history. An unknown symbol is
+    refused with the reason and never becomes a partition.
     """
-    wanted = load_settings().symbols
+    settings = load_settings()
     have = set(context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
-    new = [s for s in wanted if s not in have]
+    known, errors = resolve_configured_symbols(settings, market_data_source.get_source())
+    for symbol, message in errors.items():
+        context.log.warning(f"{symbol} not added: {message}")
+    new = [info.symbol for info in known if info.symbol not in have]
+    refused = f"; refused: {'; '.join(errors.values())}" if errors else ""
     if not new:
-        return dg.SkipReason(f"all {len(wanted)} configured symbols are already partitions")
+        return dg.SkipReason(f"all {len(known)} resolved symbols are already partitions{refused}")
     return dg.SensorResult(
         dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(SYMBOLS_PARTITION_NAME, new)]
     )
+
+
+def resolve_configured_symbols(settings, source, symbols: list[str] | None = None):
+    """(known SymbolInfo list, {symbol: error}) for ``symbols`` (default: the configured ones),
+    cached in the ``symbols`` table."""
+    from ibkr_assets.symbols import SymbolRegistry, resolve_symbols, resolver_for
+
+    registry = SymbolRegistry(settings.lineage_url)
+    registry.create_schema()
+    resolver = resolver_for(source, current_session(settings.calendar))
+    return resolve_symbols(symbols or settings.symbols, registry=registry, resolver=resolver)
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)

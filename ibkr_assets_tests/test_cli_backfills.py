@@ -67,7 +67,14 @@ def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
     assert unknown.returncode == 2 and "unknown symbol 'GOOGG'" in unknown.stderr
     backwards = _backfill(tmp_path, "--start", "2025-03-14", "--end", "2025-03-13")
     assert backwards.returncode == 2 and "is before --start" in backwards.stderr
-    assert not (tmp_path / "home" / "lineage.db").exists()
+    from ibkr_assets.symbols import SymbolRegistry
+
+    registry = SymbolRegistry(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+    registry.create_schema()
+    assert registry.get("GOOGG") is None  # refused symbols are never cached nor partitions
+    lineage = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+    lineage.create_schema()
+    assert lineage.lineage_rows() == []
 
 
 def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_path):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ibkr_assets.storage.lineage_store import LineageStore
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -58,7 +60,14 @@ def test_demo_refuses_an_unknown_symbol_before_it_becomes_a_partition(tmp_path):
     done = _run([str(BIN / "ibkr-assets"), "demo", "--symbols", "GOOGG", "--days", "1"], tmp_path)
     assert done.returncode == 2
     assert "unknown symbol 'GOOGG'" in done.stderr
-    assert not (tmp_path / "home" / "lineage.db").exists()
+    from ibkr_assets.symbols import SymbolRegistry
+
+    registry = SymbolRegistry(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+    registry.create_schema()
+    assert registry.get("GOOGG") is None  # refused symbols are never cached nor partitions
+    lineage = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+    lineage.create_schema()
+    assert lineage.lineage_rows() == []
 
 
 def test_demo_reports_wrong_configuration_by_variable_name(tmp_path):

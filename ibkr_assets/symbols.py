@@ -1,0 +1,276 @@
+"""The ``symbols`` table: which tickers are real, cached as symbol -> contract id, exchange, name.
+
+A symbol is checked once, before it becomes a partition: through the IBKR adapter when IBKR is
+configured (``resolve_with_ibkr``: the qualified contract gives conId, primary exchange and
+currency, IB's symbol search gives the name), otherwise against the market-data source
+(``resolve_with_source``: the source must know the symbol; it has no contract id). The answer is
+cached in ``symbols``, so a known symbol never costs another lookup. An unknown symbol raises
+``UnknownSymbolError`` with a message naming the symbol and where it was looked for, and is
+never saved. ``resolve_symbols`` does all of that for a list of symbols; ``resolver_for`` picks
+the resolver (IBKR or the source).
+
+Strings that are not known (a source has no exchange or name) are stored as ``""``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ibkr_assets.sources.base import BarSource, SourceUnavailableError, UnknownSymbolError
+from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.tables import metadata
+
+if TYPE_CHECKING:
+    from ibkr_assets.ibkr.adapter import IbkrAdapter
+
+IBKR = "ibkr"
+MAX_SUGGESTIONS = 5
+# Tickers such as AAPL, BRK B, BRK.B, BF-B. No "|" (partition keys are DATE|SYMBOL) and no "/"
+# (symbols are folders in object keys).
+_SYMBOL = re.compile(r"^[A-Z0-9]+(?:[.\- ][A-Z0-9]+)*$")
+_SYMBOL_MAX = 20
+
+symbols = sa.Table(
+    "symbols",
+    metadata,
+    sa.Column("symbol", sa.String(_SYMBOL_MAX), primary_key=True),
+    sa.Column("con_id", sa.BigInteger),
+    sa.Column("exchange", sa.String(20), nullable=False),
+    sa.Column("primary_exchange", sa.String(20), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("symbol = upper(symbol)", name="ck_symbols_upper"),
+    sa.Index("ix_symbols_con_id", "con_id"),
+)
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """What is known about a symbol. ``con_id`` is None unless IBKR resolved it."""
+
+    symbol: str
+    con_id: int | None
+    exchange: str
+    primary_exchange: str
+    currency: str
+    name: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if not _is_ticker(self.symbol):
+            raise ValueError(f"SymbolInfo.symbol must be an upper-case ticker: {self.symbol!r}")
+        if not self.source:
+            raise ValueError(f"SymbolInfo for {self.symbol!r} needs a source")
+
+
+def normalize_symbol(symbol: str) -> str:
+    """``symbol`` trimmed and upper-case; ``UnknownSymbolError`` when it cannot be a ticker."""
+    ticker = symbol.strip().upper()
+    if not _is_ticker(ticker):
+        raise UnknownSymbolError(
+            f"unknown symbol {symbol!r}: not a ticker (1 to {_SYMBOL_MAX} letters or digits, "
+            "optionally joined by '.', '-' or one space)"
+        )
+    return ticker
+
+
+class SymbolRegistry:
+    """The ``symbols`` table of a database (SQLite or PostgreSQL)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = engine_for(database_url)
+
+    def create_schema(self) -> None:
+        """Create the table if it does not exist (safe to repeat)."""
+        metadata.create_all(self.engine, tables=[symbols])
+
+    def get(self, symbol: str) -> SymbolInfo | None:
+        """The cached entry for ``symbol`` (any case), or None."""
+        return self.get_many([symbol]).get(symbol.strip().upper())
+
+    def get_many(self, wanted: Iterable[str]) -> dict[str, SymbolInfo]:
+        """Cached entries for ``wanted`` (any case), keyed by upper-case symbol; one query."""
+        keys = sorted({s.strip().upper() for s in wanted})
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(symbols).where(symbols.c.symbol.in_(keys))).mappings()
+            return {row["symbol"]: _info(row) for row in rows}
+
+    def all(self) -> list[SymbolInfo]:
+        """Every cached symbol, in alphabetical order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(symbols).order_by(symbols.c.symbol)).mappings()
+            return [_info(row) for row in rows]
+
+    def save(self, info: SymbolInfo) -> None:
+        """Insert or replace the entry for ``info.symbol``, stamped with the current time."""
+        values = {**_values(info), "resolved_at": dt.datetime.now(dt.timezone.utc)}
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(symbols)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["symbol"], set_={k: v for k, v in values.items() if k != "symbol"}
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+
+def resolve_with_ibkr(
+    adapter: IbkrAdapter, symbol: str, *, exchange: str = "SMART", currency: str = "USD"
+) -> SymbolInfo:
+    """Resolve ``symbol`` as a stock at IBKR: conId, exchanges and currency, name if listed.
+
+    The name is the description IB's symbol search gives for the same conId ("" when the search
+    does not list it). Raises ``UnknownSymbolError`` when IB has no such stock, or several (the
+    message lists what IB's symbol search suggests), and ``SourceUnavailableError`` when IBKR
+    cannot be asked.
+    """
+    ticker = normalize_symbol(symbol)
+    try:
+        contract = adapter.qualify_stock(ticker, exchange, currency)
+    except UnknownSymbolError as exc:
+        raise UnknownSymbolError(
+            f"unknown symbol {ticker!r}: {exc}{_suggestions(adapter, ticker)}"
+        ) from exc
+    listed = adapter.matching_symbols(ticker)
+    name = next((m["description"] for m in listed if m["conId"] == contract.conId), "")
+    return SymbolInfo(
+        symbol=ticker,
+        con_id=int(contract.conId),
+        exchange=contract.exchange or exchange,
+        primary_exchange=contract.primaryExchange or "",
+        currency=contract.currency or currency,
+        name=name or "",
+        source=IBKR,
+    )
+
+
+def resolve_with_source(source: BarSource, symbol: str, as_of: dt.date) -> SymbolInfo:
+    """Check ``symbol`` against a bar source by fetching one bar up to ``as_of``.
+
+    A symbol the source knows is accepted even when it has no bar in that window. Raises
+    ``UnknownSymbolError`` (its message names the symbol and the source) when the source does
+    not know it; ``SourceUnavailableError`` from the source propagates.
+    """
+    ticker = normalize_symbol(symbol)
+    try:
+        source.fetch_bars(ticker, as_of, 1)
+    except UnknownSymbolError as exc:
+        if str(exc).startswith("unknown symbol"):
+            raise
+        raise UnknownSymbolError(
+            f"unknown symbol {ticker!r} for the {source.name} source: {exc}"
+        ) from exc
+    return SymbolInfo(
+        symbol=ticker,
+        con_id=None,
+        exchange="",
+        primary_exchange="",
+        currency="",
+        name="",
+        source=source.name,
+    )
+
+
+def resolver_for(
+    source: BarSource, as_of: dt.date, adapter: IbkrAdapter | None = None
+) -> Callable[[str], SymbolInfo]:
+    """IBKR's resolver when ``adapter`` is given or ``source`` is IBKR's, else the source's."""
+    from ibkr_assets.sources.ibkr import IbkrBarSource
+
+    ibkr = source.adapter if adapter is None and isinstance(source, IbkrBarSource) else adapter
+    if ibkr is not None:
+        return lambda symbol: resolve_with_ibkr(ibkr, symbol)
+    return lambda symbol: resolve_with_source(source, symbol, as_of)
+
+
+def resolve_symbols(
+    wanted: Iterable[str],
+    *,
+    registry: SymbolRegistry,
+    resolver: Callable[[str], SymbolInfo],
+) -> tuple[list[SymbolInfo], dict[str, str]]:
+    """Known symbols (input order, duplicates dropped) and ``{symbol: message}`` for unknown ones.
+
+    Cached symbols come from ``registry`` without calling ``resolver``; the others are resolved
+    and saved one by one. A symbol the resolver refuses (``UnknownSymbolError``) is reported and
+    never saved. Any other error (``SourceUnavailableError``: the answer is not known) propagates;
+    what was resolved before it stays saved.
+    """
+    order: list[str] = []
+    errors: dict[str, str] = {}
+    for raw in wanted:
+        try:
+            ticker = normalize_symbol(raw)
+        except UnknownSymbolError as exc:
+            errors[raw.strip().upper()] = str(exc)
+            continue
+        if ticker not in order:
+            order.append(ticker)
+    cached = registry.get_many(order)
+    known: list[SymbolInfo] = []
+    for ticker in order:
+        info = cached.get(ticker)
+        if info is None:
+            try:
+                info = resolver(ticker)
+            except UnknownSymbolError as exc:
+                errors[ticker] = str(exc)
+                continue
+            registry.save(info)
+        known.append(info)
+    return known, errors
+
+
+def _is_ticker(symbol: str) -> bool:
+    return len(symbol) <= _SYMBOL_MAX and _SYMBOL.match(symbol) is not None
+
+
+def _suggestions(adapter: IbkrAdapter, ticker: str) -> str:
+    """`` IBKR's symbol search suggests: ...`` for stocks matching ``ticker``, or ""."""
+    try:
+        listed = adapter.matching_symbols(ticker)
+    except SourceUnavailableError:
+        return ""
+    found = [
+        f"{m['symbol']} ({m['description']}, {m['primaryExchange']}, {m['currency']})"
+        for m in listed
+        if m["secType"] == "STK"
+    ][:MAX_SUGGESTIONS]
+    return f" IBKR's symbol search suggests: {'; '.join(found)}" if found else ""
+
+
+def _values(info: SymbolInfo) -> dict[str, object]:
+    return {
+        "symbol": info.symbol,
+        "con_id": info.con_id,
+        "exchange": info.exchange,
+        "primary_exchange": info.primary_exchange,
+        "currency": info.currency,
+        "name": info.name,
+        "source": info.source,
+    }
+
+
+def _info(row: sa.RowMapping) -> SymbolInfo:
+    return SymbolInfo(
+        symbol=row["symbol"],
+        con_id=row["con_id"],
+        exchange=row["exchange"],
+        primary_exchange=row["primary_exchange"],
+        currency=row["currency"],
+        name=row["name"],
+        source=row["source"],
+    )
