@@ -9,13 +9,13 @@ import base64
 
 import dagster as dg
 
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.indicators import compute_indicators
 from ibkr_assets.domain.resample import weekly_bars
 from ibkr_assets.domain.skipped import Skipped
-from ibkr_assets.partitions import daily_symbol_partitions
 from ibkr_assets.resources.charts import ChartsResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
@@ -31,12 +31,8 @@ def _frame_for(timeframe: str, indicators: IndicatorSet):
 def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
     name = f"{timeframe}_chart"
 
-    @dg.asset(
+    @workflow_asset(
         name=name,
-        partitions_def=daily_symbol_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        io_manager_key="object_store_io_manager",
-        code_version="1",
         group_name="analysis",
         kinds={"matplotlib"},
         description=f"{timeframe.capitalize()} candlestick chart with volume, SMA20/50, Bollinger, RSI and MACD panels.",

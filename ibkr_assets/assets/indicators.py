@@ -4,21 +4,17 @@ import time
 
 import dagster as dg
 
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.assets.quality_checks import report_for
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.indicators import compute_indicators, latest_values
 from ibkr_assets.domain.market_data import MarketDataWindow
-from ibkr_assets.partitions import daily_symbol_partitions
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 
 
-@dg.asset(
-    partitions_def=daily_symbol_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="object_store_io_manager",
-    code_version="1",
+@workflow_asset(
     group_name="market",
     kinds={"pandas"},
 )

@@ -5,21 +5,18 @@ import time
 
 import dagster as dg
 
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.bars import empty_bars, window_ending
 from ibkr_assets.domain.calendar import is_session, sessions_between
 from ibkr_assets.domain.market_data import MarketDataWindow
-from ibkr_assets.partitions import daily_symbol_partitions, split_key
+from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.sources.base import EmptyWindowError, MarketDataError
 
 
-@dg.asset(
-    partitions_def=daily_symbol_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="object_store_io_manager",
-    code_version="1",
+@workflow_asset(
     group_name="market",
     kinds={"pandas"},
 )

@@ -11,6 +11,7 @@ import itertools
 
 import dagster as dg
 
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.orders import OrderOutcome, order_ref
@@ -18,18 +19,14 @@ from ibkr_assets.domain.signal import TradingSignal
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.execution.decision import OrderDecision, decide
 from ibkr_assets.execution.placement import place_once
-from ibkr_assets.partitions import daily_symbol_partitions, split_key
+from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.broker import BrokerResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.storage.order_records import OrderRecords
 
 
-@dg.asset(
-    partitions_def=daily_symbol_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="object_store_io_manager",
-    code_version="1",
+@workflow_asset(
     group_name="trading",
     kinds={"ibkr"},
 )

@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
 from ibkr_assets.partitions import date_partitions
@@ -32,11 +33,8 @@ def check_invariants(snap: PortfolioSnapshot, allow_short: bool) -> list[str]:
     return problems
 
 
-@dg.asset(
+@workflow_asset(
     partitions_def=date_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="object_store_io_manager",
-    code_version="1",
     group_name="trading",
     # After a scheduled day, each symbol's order updates the date's snapshot (the daemon's
     # automation sensor runs it); backfills run portfolio_job for the range instead.

@@ -2,21 +2,17 @@
 
 import dagster as dg
 
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.signal import TradingSignal, build_signal
 from ibkr_assets.domain.skipped import Skipped
-from ibkr_assets.partitions import daily_symbol_partitions
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.resources.signal_rules import SignalRulesResource
 
 
-@dg.asset(
-    partitions_def=daily_symbol_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="object_store_io_manager",
-    code_version="1",
+@workflow_asset(
     group_name="analysis",
     kinds={"pydantic"},
 )
