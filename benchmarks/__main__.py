@@ -17,6 +17,7 @@ SECTIONS = {
     "lineage": "benchmarks.lineage_bench",
     "indicators": "benchmarks.indicators_bench",
     "charts": "benchmarks.charts_bench",
+    "workflow": "benchmarks.workflow_bench",
 }
 
 

@@ -298,3 +298,31 @@ def test_resource_prepares_the_sqlite_folder(tmp_path: Path) -> None:
     assert server.get_tracker().artifact_root == "s3://b/mlflow"
     assert server.get_tracker()._artifact_location("e") == "s3://b/mlflow/e"
     assert os.listdir(tmp_path) == ["home"]
+
+
+def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monkeypatch) -> None:
+    uri, artifacts = store
+    fresh = MlflowTracker(uri, str(artifacts))
+    key = "2025-02-03|AAPL"
+    first = fresh.run_for_partition(
+        symbol="AAPL", partition_key=key, execution_id="exec-cache", dagster_run_id="r1"
+    )
+    searches: list[object] = []
+    real_search = fresh.client.search_runs
+    monkeypatch.setattr(
+        fresh.client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k)
+    )
+    again = fresh.run_for_partition(
+        symbol="AAPL", partition_key=key, execution_id="exec-cache", dagster_run_id="r1"
+    )
+    assert again == first and searches == []
+    # a new tag value is written, so that call does look the run up again
+    tagged = fresh.run_for_partition(
+        symbol="AAPL",
+        partition_key=key,
+        execution_id="exec-cache",
+        dagster_run_id="r1",
+        tags={"signal_action": "BUY"},
+    )
+    assert tagged == first and len(searches) == 1
+    assert MlflowClient(tracking_uri=uri).get_run(first).data.tags["signal_action"] == "BUY"

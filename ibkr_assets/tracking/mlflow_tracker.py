@@ -46,6 +46,9 @@ class MlflowTracker:
         self._client: MlflowClient | None = None
         self._experiments: dict[str, str] = {}
         self._run_experiments: dict[str, str] = {}
+        # (partition key, execution id) -> (run id, tags it is known to carry): later steps of the
+        # same partition in this process skip the tag search (five steps log into one run).
+        self._runs: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -122,9 +125,13 @@ class MlflowTracker:
         day, sep, key_symbol = partition_key.partition("|")
         if not sep or not day or key_symbol != symbol:
             raise ValueError(f"partition key {partition_key!r} is not of the form DATE|{symbol}")
+        extra = {"dagster_run_id": dagster_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
+        with self._lock:
+            cached = self._runs.get((partition_key, execution_id))
+        if cached and all(cached[1].get(k) == v for k, v in extra.items()):
+            return cached[0]
         experiment_id = self.experiment_id(symbol)
         client = self.client
-        extra = {"dagster_run_id": dagster_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
         with self._guard(f"finding the run of partition {partition_key!r}"):
             existing = self._find_run(experiment_id, partition_key, execution_id)
             if existing is None:
@@ -151,6 +158,8 @@ class MlflowTracker:
                 self._update_tags(run_id, existing.data.tags, extra)
         with self._lock:
             self._run_experiments[run_id] = experiment_id
+            known = cached[1] if cached and cached[0] == run_id else {}
+            self._runs[(partition_key, execution_id)] = (run_id, {**known, **extra})
         return run_id
 
     def log(
