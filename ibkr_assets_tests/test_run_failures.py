@@ -27,10 +27,8 @@ from ibkr_assets.monitoring.run_failures import (
     run_failures,
     safe_webhook_url,
 )
-from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.tables import metadata
 from ibkr_assets_tests.helpers import run_partitions
-from ibkr_assets_tests.test_lineage_store import _apply_sql, _schema_shape, schemas  # noqa: F401
+from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 
 TOKEN = "tok-3f9a-not-for-logs"
 UTC = dt.timezone.utc
@@ -40,18 +38,9 @@ UTC = dt.timezone.utc
 
 
 def test_run_failures_sql_matches_the_table(postgres_url: str, schemas: list[str]) -> None:  # noqa: F811
-    from_sql, from_metadata = schemas
-    engine = engine_for(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'SET LOCAL search_path TO "{from_sql}"')
-        _apply_sql(conn, "006_run_failures.sql", "006_run_failures.sql")  # idempotent
-    with engine.begin() as conn:
-        translated = conn.execution_options(schema_translate_map={None: from_metadata})
-        metadata.create_all(translated, tables=[run_failures])
-
-    with engine.connect() as conn:
-        sql_shape = _schema_shape(conn, from_sql)
-        metadata_shape = _schema_shape(conn, from_metadata)
+    sql_shape, metadata_shape = ddl_shapes(
+        postgres_url, schemas, ["006_run_failures.sql"], [run_failures]
+    )
     assert set(sql_shape) == {"run_failures"}
     assert sql_shape == metadata_shape
     table = sql_shape["run_failures"]

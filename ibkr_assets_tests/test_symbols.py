@@ -15,7 +15,6 @@ from ibkr_assets.sources.csv_folder import CsvFolderSource
 from ibkr_assets.sources.ibkr import IbkrBarSource
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.tables import metadata
 from ibkr_assets.symbols import (
     SymbolInfo,
     SymbolRegistry,
@@ -28,7 +27,7 @@ from ibkr_assets.symbols import (
 )
 from ibkr_assets_tests.fakes.fake_ib import FakeIB
 from ibkr_assets_tests.test_ibkr_adapter import CONFIG
-from ibkr_assets_tests.test_lineage_store import _apply_sql, _schema_shape, schemas  # noqa: F401
+from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 
 AS_OF = dt.date(2025, 1, 3)
 AAPL = SymbolInfo("AAPL", 265598, "SMART", "NASDAQ", "USD", "APPLE INC", "ibkr")
@@ -63,18 +62,7 @@ def fake() -> FakeIB:
 
 
 def test_symbols_sql_matches_the_table(postgres_url: str, schemas: list[str]) -> None:  # noqa: F811
-    from_sql, from_metadata = schemas
-    engine = engine_for(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'SET LOCAL search_path TO "{from_sql}"')
-        _apply_sql(conn, "007_symbols.sql", "007_symbols.sql")  # idempotent
-    with engine.begin() as conn:
-        translated = conn.execution_options(schema_translate_map={None: from_metadata})
-        metadata.create_all(translated, tables=[symbols])
-
-    with engine.connect() as conn:
-        sql_shape = _schema_shape(conn, from_sql)
-        metadata_shape = _schema_shape(conn, from_metadata)
+    sql_shape, metadata_shape = ddl_shapes(postgres_url, schemas, ["007_symbols.sql"], [symbols])
     assert set(sql_shape) == {"symbols"}
     assert sql_shape == metadata_shape
     table = sql_shape["symbols"]

@@ -6,26 +6,17 @@ import sqlalchemy as sa
 
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.order_records import order_records
-from ibkr_assets.storage.tables import metadata
 from ibkr_assets.storage.trading_tables import TRADING_TABLES, create_trading_schema
-from ibkr_assets_tests.test_lineage_store import _apply_sql, _schema_shape, schemas  # noqa: F401
+from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 
 
 def test_trading_sql_matches_trading_tables(postgres_url: str, schemas: list[str]) -> None:  # noqa: F811
-    from_sql, from_metadata = schemas
-    engine = engine_for(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'SET LOCAL search_path TO "{from_sql}"')
-        _apply_sql(
-            conn, "004_trading.sql", "004_trading.sql", "005_order_records.sql"
-        )  # idempotent
-    with engine.begin() as conn:
-        translated = conn.execution_options(schema_translate_map={None: from_metadata})
-        metadata.create_all(translated, tables=[*TRADING_TABLES, order_records])
-
-    with engine.connect() as conn:
-        sql_shape = _schema_shape(conn, from_sql)
-        metadata_shape = _schema_shape(conn, from_metadata)
+    sql_shape, metadata_shape = ddl_shapes(
+        postgres_url,
+        schemas,
+        ["004_trading.sql", "005_order_records.sql"],
+        [*TRADING_TABLES, order_records],
+    )
     assert set(sql_shape) == {t.name for t in TRADING_TABLES} | {"order_records"}
     assert sql_shape == metadata_shape
     orders = sql_shape["orders"]
