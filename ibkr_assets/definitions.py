@@ -15,7 +15,12 @@ from ibkr_assets.assets.trading_signal import trading_signal
 from ibkr_assets.jobs import market_data_job, portfolio_job, trading_workflow_job
 from ibkr_assets.resources import build_resources
 from ibkr_assets.schedules import after_close_schedule
-from ibkr_assets.sensors import order_tracking_sensor, run_failure_sensor, symbol_partitions_sensor
+from ibkr_assets.sensors import (
+    order_tracking_sensor,
+    portfolio_automation_sensor,
+    run_failure_sensor,
+    symbol_partitions_sensor,
+)
 from ibkr_assets.settings import load_settings
 
 
@@ -34,7 +39,12 @@ def build_definitions() -> dg.Definitions:
         ],
         asset_checks=[market_data_quality],
         jobs=[market_data_job, trading_workflow_job, portfolio_job],
-        sensors=[symbol_partitions_sensor, order_tracking_sensor, run_failure_sensor],
+        sensors=[
+            symbol_partitions_sensor,
+            order_tracking_sensor,
+            run_failure_sensor,
+            portfolio_automation_sensor,
+        ],
         schedules=[after_close_schedule(settings)],
         resources=build_resources(settings),
     )

@@ -73,3 +73,11 @@ run_failure_sensor = build_run_failure_sensor(
     database_url_getter=lambda: load_settings().lineage_url,
     webhook_url_getter=lambda: os.environ.get("IBKR_ASSETS_ALERT_WEBHOOK_URL") or None,
 )
+
+
+portfolio_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "portfolio_automation_sensor",
+    target=dg.AssetSelection.assets("portfolio_snapshot"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Brings each date's portfolio_snapshot up to date after that date's orders.",
+)

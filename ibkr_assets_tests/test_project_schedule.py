@@ -45,3 +45,13 @@ def test_after_close_skips_exchange_holidays(deployment, instance):
     data = _tick(instance, dt.datetime(2025, 7, 4, 16, 30, tzinfo=NY))
     assert not data.run_requests
     assert "holiday" in data.skip_message
+
+
+def test_portfolio_follows_orders_through_a_running_automation_sensor(deployment):
+    deployment()
+    defs = build_definitions()
+    sensor = defs.resolve_sensor_def("portfolio_automation_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    graph = defs.resolve_asset_graph()
+    assert sensor.asset_selection.resolve(graph) == {dg.AssetKey("portfolio_snapshot")}
+    assert graph.get(dg.AssetKey("portfolio_snapshot")).automation_condition is not None
