@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import dagster as dg
 import pytest
 
 from ibkr_assets.brokers.paper import PaperBroker
@@ -75,11 +74,8 @@ def test_buy_becomes_a_bracket_fills_then_sell_closes_and_snapshots_balance(
     assert sorted(o["role"] for o in buy["orders"]) == ["parent", "stop_loss", "take_profit"]
     assert all(o["order_ref"] == REF for o in buy["orders"])
     hold = _order_row(tmp_path, DAYS[1])["output_data"]
-    assert (
-        hold["outcome"] == "none"
-        and "No setup" in hold["reason"]
-        or hold["reason"] == "signal is HOLD"
-    )
+    assert hold["outcome"] == "none" and hold["decision"] == "none"
+    assert hold["reason"] == "signal is HOLD"
     sell = _order_row(tmp_path, DAYS[2])["output_data"]
     assert sell["decision"] == "close" and sell["position_before"] > 0
 
@@ -92,7 +88,6 @@ def test_buy_becomes_a_bracket_fills_then_sell_closes_and_snapshots_balance(
     assert statuses[0] in ("pending_submit", "submitted") and statuses[-1] == "filled"
     assert paper.positions() == [] or all(p.quantity == 0 for p in paper.positions())
 
-    portfolio = dg.materialize  # noqa: F841 - the portfolio job below is what users run
     from ibkr_assets.definitions import build_definitions
 
     result = (

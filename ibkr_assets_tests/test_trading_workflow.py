@@ -78,7 +78,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     types = sorted(a["type"] for a in artifacts)
     assert types == ["chart", "chart", "llm", "market_data", "order", "signal"]
     llm_row = next(a for a in artifacts if a["type"] == "llm")
-    assert llm_row["prompt"].startswith("") and "AAPL" in llm_row["prompt"]
+    assert "AAPL" in llm_row["prompt"] and "2025-03-14" in llm_row["prompt"]
     assert llm_row["model_name"] == "rules-v1"
     chart_row = next(a for a in artifacts if a["type"] == "chart")
     assert chart_row["chart_data"]["timeframe"] in {"daily", "weekly"}

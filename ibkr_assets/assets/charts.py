@@ -77,9 +77,10 @@ def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
                 chart.bars_count,
                 list(chart.indicators),
             )
+        refs: dict[str, dict] = {}
         for key in context.partition_keys:
             value = values[key]
-            ref = object_ref(object_store, name, key, value)
+            ref = refs[key] = object_ref(object_store, name, key, value)
             output = {**value.summary(), "object": ref}
             if isinstance(value, ChartImage):
                 run_id = tracker.run_for_partition(
@@ -112,12 +113,12 @@ def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
                 output_data=output,
             )
         row_ids = recorder.flush()
-        return dg.Output(values, metadata=_metadata(values, row_ids, object_store, name))
+        return dg.Output(values, metadata=_metadata(values, row_ids, refs, name))
 
     return _chart
 
 
-def _metadata(values, row_ids, object_store, name) -> dict:
+def _metadata(values, row_ids, refs, name) -> dict:
     meta: dict = {
         "partitions": len(values),
         "charts": sum(isinstance(v, ChartImage) for v in values.values()),
@@ -126,10 +127,9 @@ def _metadata(values, row_ids, object_store, name) -> dict:
     if len(values) == 1:
         ((key, value),) = values.items()
         if isinstance(value, ChartImage):
-            ref = object_ref(object_store, name, key, value)
             encoded = base64.b64encode(value.png).decode()
             meta["chart"] = dg.MetadataValue.md(f"![{name} {key}](data:image/png;base64,{encoded})")
-            meta["image_uri"] = dg.MetadataValue.url(ref["uri"])
+            meta["image_uri"] = dg.MetadataValue.url(refs[key]["uri"])
     return meta
 
 

@@ -18,8 +18,7 @@ import functools
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -27,7 +26,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.engines import engine_for, transaction
 from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.tables import metadata
 
@@ -148,16 +147,10 @@ class RunFailureStore:
                 row["occurred_at"] = row["occurred_at"].replace(tzinfo=dt.timezone.utc)
         return rows
 
-    @contextmanager
-    def _transaction(self, action: str) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise RunFailureStoreError(
-                f"run_failures {action} failed on {self._safe_url}: {reason}"
-            ) from exc
+    def _transaction(self, action: str):
+        return transaction(
+            self.engine, RunFailureStoreError, f"run_failures {action} failed on {self._safe_url}"
+        )
 
 
 def _clipped(values: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,3 +51,17 @@ def _make_sqlite_folder(url: str) -> None:
     database = sa.engine.make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def transaction(engine: sa.Engine, error: type[Exception], what: str) -> Iterator[sa.Connection]:
+    """One transaction; a database error becomes ``error(what: first line of the reason)``.
+
+    ``what`` must already hide any password (use ``lineage_store.safe_url``).
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise error(f"{what}: {reason}") from exc

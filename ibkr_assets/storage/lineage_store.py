@@ -13,15 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.engines import engine_for, transaction
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
 from ibkr_assets.storage.tables import LINEAGE_TABLES, artifacts, metadata, workflow_lineage
 
@@ -143,16 +142,10 @@ class LineageStore:
         with self._transaction("read") as conn:
             return [_row_dict(row._mapping) for row in conn.execute(query)]
 
-    @contextmanager
-    def _transaction(self, action: str) -> Iterator[sa.Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise LineageStoreError(
-                f"lineage store {action} failed on {self._safe_url}: {reason}"
-            ) from exc
+    def _transaction(self, action: str):
+        return transaction(
+            self._engine, LineageStoreError, f"lineage store {action} failed on {self._safe_url}"
+        )
 
 
 def _utcnow() -> dt.datetime:
