@@ -2,7 +2,8 @@
 
 5 sample symbols (AAPL, MSFT, NVDA, TSLA, AMZN) x the last ``round(20 * scale)`` XNYS sessions
 ending on a fixed day (2025-06-30), so runs are comparable; ``--scale 2`` doubles the days. It
-runs the embedded default: sample bars, the rules analyst, the paper broker, SQLite, the local
+runs one strategy ``bench`` of these symbols with the strategy defaults (sample bars, the rules
+analyst, the paper broker) on the embedded default deployment: SQLite, the local
 object store and a SQLite MLflow store. Each measurement gets its own fresh temporary
 ``IBKR_ASSETS_HOME`` and ``DAGSTER_HOME`` (no ``dagster.yaml``); configuration inherited from
 the calling environment is dropped, so the defaults apply.
@@ -11,7 +12,7 @@ the calling environment is dropped, so the defaults apply.
   range (one run over every ``date|symbol`` partition, then one portfolio run). The wall clock
   is taken from outside, process start and imports included, as a user pays them.
 - (b) one run per partition: each ``date|symbol`` partition in its own process executing
-  ``trading_workflow_job``, one after another, as Dagster's default run launcher starts a
+  ``bench_workflow_job``, one after another, as Dagster's default run launcher starts a
   process per run. Every such process pays interpreter start, imports and Dagster/MLflow setup
   (several seconds), so only a sample of partitions (first, last and evenly spaced between) is
   run and its mean is the per-partition estimate. This is a lower bound on what a launched run
@@ -48,8 +49,9 @@ from ibkr_assets.domain.indicators import compute_indicators
 from ibkr_assets.domain.resample import weekly_bars
 from ibkr_assets.partitions import DEFAULT_START_DATE
 from ibkr_assets.resources.charts import ChartsResource
-from ibkr_assets.settings import ENV_VARS, Settings
+from ibkr_assets.settings import ENV_VARS
 from ibkr_assets.sources.sample import SampleBarSource
+from ibkr_assets.strategies.config import MarketDataConfig
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]
 DAYS = 20
@@ -83,7 +85,7 @@ import datetime as dt
 from ibkr_assets.runs import run_workflow
 symbols = sys.argv[2].split(",")
 start, end = dt.date.fromisoformat(sys.argv[3]), dt.date.fromisoformat(sys.argv[4])
-outcomes = run_workflow(defs, instance, symbols, start, end, run_config=quiet)
+outcomes = run_workflow(defs, instance, "bench", symbols, start, end, run_config=quiet)
 errors = [f"{o.job}: {e}" for o in outcomes for e in (o.errors or ([] if o.success else ["failed"]))]
 print(json.dumps({"setup": loaded - started, "runs": time.perf_counter() - loaded, "errors": errors}))
 """
@@ -92,12 +94,12 @@ print(json.dumps({"setup": loaded - started, "runs": time.perf_counter() - loade
 _ONE_PARTITION = (
     _PRELUDE
     + """
-from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+from ibkr_assets.partitions import symbols_partition_name
 key = sys.argv[2]
 symbol = key.split("|")[1]
-if symbol not in instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME):
-    instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, [symbol])
-result = defs.resolve_job_def("trading_workflow_job").execute_in_process(
+if symbol not in instance.get_dynamic_partitions(symbols_partition_name("bench")):
+    instance.add_dynamic_partitions(symbols_partition_name("bench"), [symbol])
+result = defs.resolve_job_def("bench_workflow_job").execute_in_process(
     instance=instance, partition_key=key, run_config=quiet, raise_on_error=False
 )
 errors = [
@@ -146,7 +148,12 @@ def _environment(folder: Path, first_day: dt.date) -> dict[str, str]:
         and k != "PYTHONPATH"
     }
     (folder / "dagster").mkdir()
+    strategies = folder / "strategies.yaml"
+    strategies.write_text(
+        json.dumps({"strategies": [{"id": "bench", "symbols": SYMBOLS}]})  # JSON is YAML
+    )
     env |= {
+        "IBKR_ASSETS_STRATEGIES_FILE": str(strategies),
         "IBKR_ASSETS_HOME": str(folder / "home"),
         "DAGSTER_HOME": str(folder / "dagster"),
         "MLFLOW_LOGGING_LEVEL": "WARNING",
@@ -217,7 +224,7 @@ def _per_partition(warmup_day: dt.date, keys: list[str]) -> tuple[list[float], l
 def _chart_floor(sessions: list[dt.date]) -> tuple[float, int]:
     """Seconds to render the range's daily and weekly charts on every core."""
     source = SampleBarSource(CALENDAR)
-    lookback = Settings().lookback_bars
+    lookback = MarketDataConfig().lookback_bars
     charts = ChartsResource()  # the assets' defaults: 120 bars shown, 1200 x 900 px
     jobs = []
     for day in sessions:

@@ -1,8 +1,9 @@
 """``ibkr-assets``: the project's command line.
 
-``ibkr-assets demo`` materializes market data, its quality gates and indicators for the
-configured symbols over the last few trading sessions on the embedded default (no services),
-then prints where the results, lineage rows and artifacts are.
+``ibkr-assets demo`` materializes every strategy's whole graph (market data to portfolio) over
+the last few trading sessions on the embedded default (no services), then prints the signals,
+the portfolio and where the results, lineage rows and artifacts are. ``ibkr-assets backfill``
+does the same for a date range of one strategy, as one fast run with a progress bar.
 """
 
 from __future__ import annotations
@@ -65,24 +66,42 @@ def demo(args: argparse.Namespace) -> int:
     from ibkr_assets.settings import load_settings
 
     settings = load_settings()
-    symbols = (
-        [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else settings.symbols
-    )
-    days = last_closed_sessions(args.days, settings.calendar)
-    unknown = _unknown_symbols(symbols, days[-1])
-    if unknown:
-        for message in unknown:
-            print(f"error: {message}", file=sys.stderr)
+    chosen = _chosen_strategies(args.strategy, args.symbols, all_by_default=True)
+    if isinstance(chosen, str):
+        print(f"error: {chosen}", file=sys.stderr)
         return 2
+    plans = []
+    for strategy, symbols in chosen:
+        days = last_closed_sessions(args.days, strategy.schedule.calendar)
+        unknown = _unknown_symbols(strategy, symbols, days[-1])
+        if unknown:
+            for message in unknown:
+                print(f"error: {message}", file=sys.stderr)
+            return 2
+        plans.append((strategy, symbols, days))
     instance = dg.DagsterInstance.get()
     print(f"Dagster instance: {home}")
-    print(
-        f"Materializing the trading workflow (market data to order, then the portfolio) for {', '.join(symbols)}"
-    )
-    print(
-        f"over {len(days)} sessions {days[0]} .. {days[-1]} (source: {settings.market_data_source})\n"
-    )
-    outcomes = run_workflow(defs, instance, symbols, days[0], days[-1], run_config=QUIET_RUN_CONFIG)
+    ok = True
+    for strategy, symbols, days in plans:
+        print(
+            f"\nStrategy '{strategy.id}': the trading workflow (market data to order, then the "
+            f"portfolio) for {', '.join(symbols)}"
+        )
+        print(
+            f"over {len(days)} sessions {days[0]} .. {days[-1]} "
+            f"(source: {strategy.market_data.source})\n"
+        )
+        outcomes = run_workflow(
+            defs, instance, strategy.id, symbols, days[0], days[-1], run_config=QUIET_RUN_CONFIG
+        )
+        _print_outcomes(outcomes)
+        ok = ok and all(o.success for o in outcomes)
+        _print_results(settings, strategy, [o.run_id for o in outcomes])
+    _print_locations(settings)
+    return 0 if ok else 1
+
+
+def _print_outcomes(outcomes) -> None:
     for outcome in outcomes:
         what = ", ".join(outcome.symbols) if outcome.symbols else "portfolio"
         print(
@@ -90,10 +109,33 @@ def demo(args: argparse.Namespace) -> int:
         )
         for error in outcome.errors:
             print(f"    {error}")
-    run_ids = [o.run_id for o in outcomes]
-    ok = all(o.success for o in outcomes)
-    _print_results(settings, run_ids)
-    return 0 if ok else 1
+
+
+def _chosen_strategies(strategy_id: str | None, symbols_arg: str | None, all_by_default: bool):
+    """``[(strategy, symbols)]`` for ``--strategy``/``--symbols``, or an error message."""
+    from ibkr_assets.strategies.config import load_strategies
+
+    strategies = load_strategies()
+    ids = ", ".join(s.id for s in strategies)
+    if strategy_id is not None:
+        strategies = [s for s in strategies if s.id == strategy_id]
+        if not strategies:
+            return f"--strategy {strategy_id!r} is not in the strategies file (strategies: {ids})"
+    elif len(strategies) > 1 and not all_by_default:
+        return f"the strategies file has several strategies: choose one with --strategy ({ids})"
+    if symbols_arg is None:
+        return [(s, list(s.symbols)) for s in strategies]
+    if len(strategies) > 1:
+        return f"--symbols needs --strategy (strategies: {ids})"
+    (strategy,) = strategies
+    wanted = [s.strip().upper() for s in symbols_arg.split(",") if s.strip()]
+    outside = [s for s in wanted if s not in strategy.symbols]
+    if not wanted or outside:
+        return (
+            f"--symbols {', '.join(outside) or '(none)'}: not symbols of strategy "
+            f"{strategy.id!r} ({', '.join(strategy.symbols)}); add them to the strategies file first"
+        )
+    return [(strategy, wanted)]
 
 
 def backfill(args: argparse.Namespace) -> int:
@@ -114,9 +156,11 @@ def backfill(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
-    symbols = (
-        [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else settings.symbols
-    )
+    chosen = _chosen_strategies(args.strategy, args.symbols, all_by_default=False)
+    if isinstance(chosen, str):
+        print(f"error: {chosen}", file=sys.stderr)
+        return 2
+    ((strategy, symbols),) = chosen
     problems = []
     if end < start:
         problems.append(f"--end {end} is before --start {start}")
@@ -134,12 +178,12 @@ def backfill(args: argparse.Namespace) -> int:
             f"{weekdays} days x {len(symbols)} symbols exceeds {MAX_PARTITIONS:,} partitions"
         )
     if not problems:
-        problems += _unknown_symbols(symbols, end)
+        problems += _unknown_symbols(strategy, symbols, end)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    sessions = sessions_between(start, end, settings.calendar)
+    sessions = sessions_between(start, end, strategy.schedule.calendar)
     # date partitions are weekdays: start and end must be weekdays for a range of partition keys
     while start.weekday() >= 5:
         start += dt.timedelta(days=1)
@@ -150,7 +194,7 @@ def backfill(args: argparse.Namespace) -> int:
     total = weekdays * len(symbols) * 7 + weekdays  # 7 per-symbol assets, one portfolio per date
     print(f"Dagster instance: {home}")
     print(
-        f"Backfilling {', '.join(symbols)} from {start} to {end}: {weekdays} days "
+        f"Backfilling strategy '{strategy.id}' ({', '.join(symbols)}) from {start} to {end}: {weekdays} days "
         f"({len(sessions)} sessions) x {len(symbols)} symbols as one run, then the portfolio"
     )
     done: dict = {}
@@ -159,6 +203,7 @@ def backfill(args: argparse.Namespace) -> int:
         done["outcomes"] = run_workflow(
             defs,
             instance,
+            strategy.id,
             symbols,
             start,
             end,
@@ -174,13 +219,7 @@ def backfill(args: argparse.Namespace) -> int:
             bar.update(_materializations(instance, token) - bar.n)
         bar.update(_materializations(instance, token) - bar.n)
     outcomes = done.get("outcomes", [])
-    for outcome in outcomes:
-        what = ", ".join(outcome.symbols) if outcome.symbols else "portfolio"
-        print(
-            f"  {outcome.job} [{what}]: run {outcome.run_id} {'ok' if outcome.success else 'FAILED'}"
-        )
-        for error in outcome.errors:
-            print(f"    {error}")
+    _print_outcomes(outcomes)
     _print_summary(settings, [o.run_id for o in outcomes])
     return 0 if outcomes and all(o.success for o in outcomes) else 1
 
@@ -229,21 +268,23 @@ def _print_summary(settings, run_ids: list[str]) -> None:
     )
 
 
-def _unknown_symbols(symbols: list[str], day: dt.date) -> list[str]:
+def _unknown_symbols(strategy, symbols: list[str], day: dt.date) -> list[str]:
     """Messages for symbols that do not resolve; they never become partitions. Resolved ones
     are cached in the ``symbols`` table (with the IBKR contract id when the source is IBKR)."""
     from ibkr_assets.resources import build_resources
-    from ibkr_assets.sensors import resolve_configured_symbols
+    from ibkr_assets.sensors import resolve_strategy_symbols
     from ibkr_assets.settings import load_settings
 
     settings = load_settings()
-    source = build_resources(settings)["market_data_source"].get_source()
-    _, errors = resolve_configured_symbols(settings, source, symbols)
-    return list(errors.values())
+    # Outside a run, resources get their EnvVar values (database URLs) resolved here.
+    deployment = build_resources(settings)["market_data_source"].process_config_and_initialize()
+    source = deployment.for_strategy(strategy).get_source()
+    _, errors = resolve_strategy_symbols(settings, strategy, source, symbols)
+    return [f"strategy {strategy.id!r}: {message}" for message in errors.values()]
 
 
-def _print_results(settings, run_ids: list[str]) -> None:
-    from ibkr_assets.storage.lineage_store import LineageStore, safe_url
+def _print_results(settings, strategy, run_ids: list[str]) -> None:
+    from ibkr_assets.storage.lineage_store import LineageStore
 
     store = LineageStore(settings.lineage_url)
     rows = [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
@@ -251,7 +292,7 @@ def _print_results(settings, run_ids: list[str]) -> None:
     by_partition: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_partition.setdefault(row["partition_key"], {})[row["step_name"]] = row
-    print(f"\nSignals ({settings.analyst} analyst):")
+    print(f"\nSignals ({strategy.analyst.provider} analyst):")
     print(
         f"  {'partition':<18} {'close':>9} {'rsi_14':>7} {'signal':<13} {'conf':>4} {'R:R':>5}  note"
     )
@@ -285,24 +326,31 @@ def _print_results(settings, run_ids: list[str]) -> None:
         last = max(snaps, key=lambda r: r["partition_key"])["output_data"]
         held = ", ".join(f"{p['symbol']} {p['quantity']}" for p in last["positions"]) or "none"
         print(
-            f"\nPortfolio {last['date']} ({settings.broker} broker; past sessions use the simulator): "
+            f"\nPortfolio {last['date']} ({strategy.broker.kind} broker; past sessions use the simulator): "
             f"equity {last['equity']:,.2f} = cash {last['cash']:,.2f} + positions {last['market_value']:,.2f}; "
             f"realized P&L {last['realized_pnl']:,.2f}, unrealized {last['unrealized_pnl']:,.2f}; held: {held}"
         )
+    print(
+        f"  {len(rows)} workflow_lineage rows and {len(artifacts)} artifacts rows from these runs"
+    )
+
+
+def _print_locations(settings) -> None:
+    from ibkr_assets.storage.lineage_store import safe_url
+
     where = (
         settings.object_root_path
         if settings.object_store == "local"
         else f"s3://{settings.s3_bucket}"
     )
     print(
-        f"\nObjects (trading-data/{{symbol}}/..., ml-experiments/trading_workflow_{{symbol}}/...): {where}"
+        "\nObjects (trading-data/{strategy}/{symbol}/..., "
+        f"ml-experiments/{{strategy}}/trading_workflow_{{symbol}}/...): {where}"
     )
     print(f"Lineage database: {safe_url(settings.lineage_url)}")
     print(
-        f"  {len(rows)} workflow_lineage rows and {len(artifacts)} artifacts rows from these runs"
-    )
-    print(
-        f"MLflow tracking store: {safe_url(settings.tracking_uri)}  (experiments trading_workflow_{{symbol}})"
+        f"MLflow tracking store: {safe_url(settings.tracking_uri)}  "
+        "(experiments {strategy}/trading_workflow_{symbol})"
     )
     print(f"  open it with: mlflow ui --backend-store-uri {safe_url(settings.tracking_uri)}")
     print(
@@ -320,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser(
         "demo", help="run the main job on the embedded default and print results"
     )
-    p_demo.add_argument("--symbols", help="comma-separated symbols (default: IBKR_ASSETS_SYMBOLS)")
+    p_demo.add_argument("--strategy", help="a strategy id (default: every strategy in the file)")
+    p_demo.add_argument(
+        "--symbols", help="comma-separated symbols of --strategy (default: all its symbols)"
+    )
     p_demo.add_argument(
         "--days", type=int, default=5, help="trading sessions to materialize (default 5)"
     )
@@ -331,7 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_back.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
     p_back.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
-    p_back.add_argument("--symbols", help="comma-separated symbols (default: IBKR_ASSETS_SYMBOLS)")
+    p_back.add_argument(
+        "--strategy", help="a strategy id (needed when the strategies file has several)"
+    )
+    p_back.add_argument(
+        "--symbols", help="comma-separated symbols of the strategy (default: all its symbols)"
+    )
     p_back.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_back.set_defaults(func=backfill)
     args = parser.parse_args(argv)
@@ -339,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as exc:  # a clear one-line error for configuration mistakes
         from ibkr_assets.settings import ConfigError
+        from ibkr_assets.strategies.config import StrategyConfigError
 
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, (ConfigError, StrategyConfigError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

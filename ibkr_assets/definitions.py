@@ -1,53 +1,51 @@
-"""The front door: every asset, check, job, sensor and the resources of this deployment."""
+"""The front door: every strategy's assets, checks, jobs, schedule and sensors, the sensors
+shared by all strategies, and the resources of this deployment."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from ibkr_assets.assets.charts import daily_chart, weekly_chart
-from ibkr_assets.assets.indicators import indicators
-from ibkr_assets.assets.llm_analysis import llm_analysis
-from ibkr_assets.assets.market_data import market_data
-from ibkr_assets.assets.orders import order
-from ibkr_assets.assets.portfolio import portfolio_snapshot
-from ibkr_assets.assets.quality_checks import market_data_quality
-from ibkr_assets.assets.trading_signal import trading_signal
-from ibkr_assets.jobs import market_data_job, portfolio_job, trading_workflow_job
+from ibkr_assets.assets import build_strategy_assets
+from ibkr_assets.jobs import build_jobs
 from ibkr_assets.resources import build_resources
 from ibkr_assets.schedules import after_close_schedule
 from ibkr_assets.sensors import (
-    order_tracking_sensor,
-    portfolio_automation_sensor,
+    build_order_tracking_sensor,
+    build_portfolio_automation_sensor,
+    build_symbol_sensor,
     run_failure_sensor,
-    symbol_partitions_sensor,
 )
-from ibkr_assets.settings import load_settings
+from ibkr_assets.settings import check_strategies, load_settings
+from ibkr_assets.strategies.config import StrategyConfig, load_strategies
+
+
+def strategy_definitions(strategy: StrategyConfig) -> dg.Definitions:
+    """One strategy: its asset group, quality checks, jobs, after-close schedule, symbol sensor."""
+    assets, checks = build_strategy_assets(strategy)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=build_jobs(strategy),
+        schedules=[after_close_schedule(strategy)],
+        sensors=[build_symbol_sensor(strategy)],
+    )
 
 
 def build_definitions() -> dg.Definitions:
+    """Definitions for the strategies file (``IBKR_ASSETS_STRATEGIES_FILE``, else the packaged
+    one) and the deployment configured by the environment."""
     settings = load_settings()
-    return dg.Definitions(
-        assets=[
-            market_data,
-            indicators,
-            daily_chart,
-            weekly_chart,
-            llm_analysis,
-            trading_signal,
-            order,
-            portfolio_snapshot,
-        ],
-        asset_checks=[market_data_quality],
-        jobs=[market_data_job, trading_workflow_job, portfolio_job],
+    strategies = load_strategies()
+    check_strategies(settings, strategies)
+    shared = dg.Definitions(
         sensors=[
-            symbol_partitions_sensor,
-            order_tracking_sensor,
+            build_order_tracking_sensor(strategies),
             run_failure_sensor,
-            portfolio_automation_sensor,
+            build_portfolio_automation_sensor(strategies),
         ],
-        schedules=[after_close_schedule(settings)],
         resources=build_resources(settings),
     )
+    return dg.Definitions.merge(*(strategy_definitions(s) for s in strategies), shared)
 
 
 defs = build_definitions()

@@ -14,7 +14,6 @@ import dagster as dg
 
 DEFAULT_START_DATE = "2024-01-02"
 MAX_PARTITIONS = 100_000
-SYMBOLS_PARTITION_NAME = "symbols"
 
 
 def start_date() -> str:
@@ -28,8 +27,6 @@ def start_date() -> str:
     return value
 
 
-symbol_partitions = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITION_NAME)
-
 date_partitions = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5",
     start=start_date(),
@@ -38,9 +35,20 @@ date_partitions = dg.TimeWindowPartitionsDefinition(
     end_offset=1,  # today's session is a partition as soon as the day starts
 )
 
-daily_symbol_partitions = dg.MultiPartitionsDefinition(
-    {"date": date_partitions, "symbol": symbol_partitions}
-)
+
+def symbols_partition_name(strategy_id: str) -> str:
+    """The dynamic partitions that hold ``strategy_id``'s symbols, e.g. ``momentum_symbols``."""
+    return f"{strategy_id}_symbols"
+
+
+def strategy_partitions(strategy_id: str) -> dg.MultiPartitionsDefinition:
+    """``date|symbol`` partitions of one strategy's per-symbol assets."""
+    return dg.MultiPartitionsDefinition(
+        {
+            "date": date_partitions,
+            "symbol": dg.DynamicPartitionsDefinition(name=symbols_partition_name(strategy_id)),
+        }
+    )
 
 
 def split_key(partition_key: str) -> tuple[str, str]:

@@ -1,8 +1,9 @@
-"""Running the workflow for symbols x dates in as few runs as possible (used by the CLI).
+"""Running a strategy's workflow for symbols x dates in as few runs as possible (the CLI's).
 
 A single-run range over the ``date|symbol`` partitions is a rectangle: every date in the range
-times every symbol between the first and last in the ``symbols`` partition order. Symbols that
-are contiguous in that order share one run; the portfolio then gets one run for the dates.
+times every symbol between the first and last in the strategy's ``{id}_symbols`` partition
+order. Symbols that are contiguous in that order share one run; the portfolio then gets one run
+for the dates.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+from ibkr_assets.jobs import portfolio_job_name, workflow_job_name
+from ibkr_assets.partitions import symbols_partition_name
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -41,6 +43,7 @@ def contiguous_blocks(order: list[str], wanted: list[str]) -> list[list[str]]:
 def run_workflow(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
+    strategy_id: str,
     symbols: list[str],
     start: dt.date,
     end: dt.date,
@@ -48,20 +51,21 @@ def run_workflow(
     run_config: dict | None = None,
     tags: dict[str, str] | None = None,
 ) -> list[RunOutcome]:
-    """Materialize the per-symbol graph and then the portfolio for ``start`` .. ``end``."""
-    have = instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+    """Materialize the strategy's per-symbol graph, then its portfolio, for ``start`` .. ``end``."""
+    partitions = symbols_partition_name(strategy_id)
+    have = instance.get_dynamic_partitions(partitions)
     missing = [s for s in symbols if s not in have]
     if missing:
-        instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, missing)
-        have = instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+        instance.add_dynamic_partitions(partitions, missing)
+        have = instance.get_dynamic_partitions(partitions)
     outcomes = []
-    workflow = defs.resolve_job_def("trading_workflow_job")
+    workflow = defs.resolve_job_def(workflow_job_name(strategy_id))
     for block in contiguous_blocks(list(have), symbols):
         range_tags = {RANGE_START: f"{start}|{block[0]}", RANGE_END: f"{end}|{block[-1]}"}
         outcomes.append(
             _execute(workflow, instance, block, {**(tags or {}), **range_tags}, run_config)
         )
-    portfolio = defs.resolve_job_def("portfolio_job")
+    portfolio = defs.resolve_job_def(portfolio_job_name(strategy_id))
     range_tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
     outcomes.append(_execute(portfolio, instance, [], {**(tags or {}), **range_tags}, run_config))
     return outcomes

@@ -1,25 +1,26 @@
-"""Schedules: the workflow after each session's close, on the exchange calendar."""
+"""Each strategy's after-close schedule, on its exchange calendar."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
-from ibkr_assets.settings import Settings
-from ibkr_assets.strategies.config import ScheduleConfig, StrategyConfig
+from ibkr_assets.jobs import workflow_job_name
+from ibkr_assets.partitions import symbols_partition_name
+from ibkr_assets.strategies.config import StrategyConfig, load_strategies
 from ibkr_assets.strategies.schedules import build_schedule
 
 
-def _partition_symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
-    """Every symbol that is a partition now, so a symbol added by the sensor is scheduled too."""
-    return list(context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
+def after_close_schedule(strategy: StrategyConfig) -> dg.ScheduleDefinition:
+    """One run per symbol for the session that just closed (holidays skip; early closes count).
 
+    The symbols are those the strategies file lists now that are partitions (the sensor has
+    resolved them): one just added is scheduled without a restart, one removed is not.
+    """
+    partitions = symbols_partition_name(strategy.id)
 
-def after_close_schedule(settings: Settings) -> dg.ScheduleDefinition:
-    """One run per symbol for the session that just closed (holidays skip; early closes count)."""
-    strategy = StrategyConfig(
-        id=settings.strategy,
-        symbols=settings.symbols,
-        schedule=ScheduleConfig(calendar=settings.calendar),
-    )
-    return build_schedule(strategy, "trading_workflow_job", symbols_provider=_partition_symbols)
+    def symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
+        current = {s.id: s for s in load_strategies()}.get(strategy.id)
+        listed = set(current.symbols) if current else set()
+        return [s for s in context.instance.get_dynamic_partitions(partitions) if s in listed]
+
+    return build_schedule(strategy, workflow_job_name(strategy.id), symbols_provider=symbols)

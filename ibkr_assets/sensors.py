@@ -1,72 +1,108 @@
-"""Sensors."""
+"""Sensors: each strategy's symbol partitions, order tracking, run failures, portfolio upkeep."""
 
 import os
 
 import dagster as dg
 
 from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
-from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.resources.market_data import MarketDataResource
-from ibkr_assets.settings import load_settings
+from ibkr_assets.settings import Settings, load_settings
+from ibkr_assets.strategies.config import StrategyConfig, load_strategies
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def symbol_partitions_sensor(
-    context: dg.SensorEvaluationContext, market_data_source: MarketDataResource
-) -> dg.SensorResult | dg.SkipReason:
-    """Adds every configured symbol (``IBKR_ASSETS_SYMBOLS``) to the ``symbols`` partitions,
-    once it resolves (IBKR contract id when the source is IBKR, else the source knows it).
+def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
+    """``{id}_symbols_sensor``: keeps the strategy's ``{id}_symbols`` partitions in sync."""
+    partitions = symbols_partition_name(strategy.id)
 
-    Only adds: a symbol removed from the configuration keeps its history. An unknown symbol is
-    refused with the reason and never becomes a partition.
-    """
-    settings = load_settings()
-    have = set(context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
-    known, errors = resolve_configured_symbols(settings, market_data_source.get_source())
-    for symbol, message in errors.items():
-        context.log.warning(f"{symbol} not added: {message}")
-    new = [info.symbol for info in known if info.symbol not in have]
-    refused = f"; refused: {'; '.join(errors.values())}" if errors else ""
-    if not new:
-        return dg.SkipReason(f"all {len(known)} resolved symbols are already partitions{refused}")
-    return dg.SensorResult(
-        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(SYMBOLS_PARTITION_NAME, new)]
+    @dg.sensor(
+        name=f"{strategy.id}_symbols_sensor",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
+    def _sensor(
+        context: dg.SensorEvaluationContext, market_data_source: MarketDataResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Adds every symbol the strategies file lists for this strategy to its partitions, once
+        it resolves (IBKR contract id when the source is IBKR, else the source knows it).
+
+        The file is read at every tick, so a symbol added to it appears without a restart.
+        Only adds: a symbol removed from the file keeps its history. An unknown symbol is
+        refused with the reason and never becomes a partition.
+        """
+        current = {s.id: s for s in load_strategies()}.get(strategy.id)
+        if current is None:
+            return dg.SkipReason(
+                f"strategy {strategy.id!r} is no longer in the strategies file; reload the code "
+                "location to remove its assets"
+            )
+        have = set(context.instance.get_dynamic_partitions(partitions))
+        source = market_data_source.for_strategy(current).get_source()
+        known, errors = resolve_strategy_symbols(load_settings(), current, source)
+        for symbol, message in errors.items():
+            context.log.warning(f"{symbol} not added: {message}")
+        new = [info.symbol for info in known if info.symbol not in have]
+        refused = f"; refused: {'; '.join(errors.values())}" if errors else ""
+        if not new:
+            return dg.SkipReason(
+                f"all {len(known)} resolved symbols are already partitions{refused}"
+            )
+        return dg.SensorResult(
+            dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(partitions, new)]
+        )
+
+    return _sensor
 
 
-def resolve_configured_symbols(settings, source, symbols: list[str] | None = None):
-    """(known SymbolInfo list, {symbol: error}) for ``symbols`` (default: the configured ones),
+def resolve_strategy_symbols(
+    settings: Settings, strategy: StrategyConfig, source, symbols: list[str] | None = None
+):
+    """(known SymbolInfo list, {symbol: error}) for ``symbols`` (default: the strategy's),
     cached in the ``symbols`` table."""
     from ibkr_assets.symbols import SymbolRegistry, resolve_symbols, resolver_for
 
     registry = SymbolRegistry(settings.lineage_url)
     registry.create_schema()
-    resolver = resolver_for(source, current_session(settings.calendar))
-    return resolve_symbols(symbols or settings.symbols, registry=registry, resolver=resolver)
+    resolver = resolver_for(source, current_session(strategy.schedule.calendar))
+    return resolve_symbols(symbols or strategy.symbols, registry=registry, resolver=resolver)
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def order_tracking_sensor(
-    context: dg.SensorEvaluationContext, broker: BrokerResource
-) -> dg.SkipReason:
-    """Polls the broker for the current session and records order state changes and fills.
-
-    Historical orders live in the simulator, whose fills come from bars, so only the broker for
-    the current session is polled.
-    """
-    from ibkr_assets.execution.tracking import OrderTracker
-
-    chosen, mode = broker.broker_for(current_session(broker.calendar))
-    tracker = OrderTracker(
-        broker.database_url, getattr(chosen, "account_name", f"{chosen.name}:{mode}")
+def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="order_tracking_sensor",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    result = tracker.poll(chosen)
-    for change in result.changes:
-        context.log.info(f"{change['order_ref']} {change['broker_order_id']}: {change['status']}")
-    return dg.SkipReason(
-        f"{mode}: {len(result.changes)} order state change(s), {len(result.new_fills)} new fill(s) recorded"
-    )
+    def _sensor(context: dg.SensorEvaluationContext, broker: BrokerResource) -> dg.SkipReason:
+        """Polls each strategy's broker for the current session and records order state
+        changes and fills.
+
+        Historical orders live in the simulator, whose fills come from bars, so only the broker
+        for the current session is polled.
+        """
+        from ibkr_assets.execution.tracking import OrderTracker
+
+        notes = []
+        for strategy in strategies:
+            account = broker.for_strategy(strategy)
+            chosen, mode = account.broker_for(current_session(account.calendar))
+            tracker = OrderTracker(
+                account.database_url, getattr(chosen, "account_name", f"{chosen.name}:{mode}")
+            )
+            result = tracker.poll(chosen)
+            for change in result.changes:
+                context.log.info(
+                    f"{strategy.id} {change['order_ref']} {change['broker_order_id']}: "
+                    f"{change['status']}"
+                )
+            notes.append(
+                f"{strategy.id} ({mode}): {len(result.changes)} order state change(s), "
+                f"{len(result.new_fills)} new fill(s) recorded"
+            )
+        return dg.SkipReason("; ".join(notes))
+
+    return _sensor
 
 
 run_failure_sensor = build_run_failure_sensor(
@@ -75,9 +111,10 @@ run_failure_sensor = build_run_failure_sensor(
 )
 
 
-portfolio_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "portfolio_automation_sensor",
-    target=dg.AssetSelection.assets("portfolio_snapshot"),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Brings each date's portfolio_snapshot up to date after that date's orders.",
-)
+def build_portfolio_automation_sensor(strategies: list[StrategyConfig]) -> dg.SensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "portfolio_automation_sensor",
+        target=dg.AssetSelection.assets(*[[s.id, "portfolio_snapshot"] for s in strategies]),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Brings each date's portfolio_snapshot up to date after that date's orders.",
+    )

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+import yaml
+
+from ibkr_assets_tests.helpers import STRATEGY_ID
 
 PG_ADMIN_URL = os.environ.get(
     "IBKR_ASSETS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -81,17 +84,25 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def deployment(monkeypatch, tmp_path):
-    """Configure the project through its environment variables, as a user would.
+    """Configure the project as a user would: environment variables and a strategies file.
 
-    Returns a function ``configure(**env)`` that sets ``IBKR_ASSETS_*`` variables (keys are the
-    names without the prefix, e.g. ``MARKET_DATA_SOURCE="csv"``) on top of an isolated home.
+    Returns a function ``configure(strategy=None, **env)`` that sets ``IBKR_ASSETS_*`` variables
+    (keys are the names without the prefix, e.g. ``CSV_DIR="..."``) on top of an isolated home.
+    ``strategy`` (fields of one strategy, e.g. ``{"symbols": ["AAPL"], "market_data":
+    {"source": "csv"}}``) writes a strategies file with that one strategy, id ``momentum`` as in
+    the packaged file, and points ``IBKR_ASSETS_STRATEGIES_FILE`` at it.
     """
     for var in list(os.environ):
         if var.startswith("IBKR_ASSETS_") and var not in {"IBKR_ASSETS_TEST_PG_URL"}:
             monkeypatch.delenv(var)
     monkeypatch.setenv("IBKR_ASSETS_HOME", str(tmp_path / "home"))
 
-    def configure(**env: str) -> None:
+    def configure(strategy: dict | None = None, **env: str) -> None:
+        if strategy is not None:
+            path = tmp_path / "strategies.yaml"
+            fields = {"id": STRATEGY_ID, "symbols": ["AAPL", "MSFT", "NVDA"], **strategy}
+            path.write_text(yaml.safe_dump({"strategies": [fields]}))
+            monkeypatch.setenv("IBKR_ASSETS_STRATEGIES_FILE", str(path))
         for key, value in env.items():
             monkeypatch.setenv(
                 key if key.startswith(("AWS_", "IBKR_")) else f"IBKR_ASSETS_{key}", value

@@ -1,4 +1,8 @@
-"""Shared test helpers: build the project's definitions for a temporary deployment and run them."""
+"""Shared test helpers: build the project's definitions for a temporary deployment and run them.
+
+Tests work on one strategy, ``momentum`` (the packaged strategies file's, and the id the
+``deployment`` fixture gives a strategy it writes).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,24 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from ibkr_assets.definitions import build_definitions
-from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME
+STRATEGY_ID = "momentum"
+JOBS = {
+    "market_data_job": f"{STRATEGY_ID}_market_data_job",
+    "trading_workflow_job": f"{STRATEGY_ID}_workflow_job",
+    "portfolio_job": f"{STRATEGY_ID}_portfolio_job",
+}
+# A strategy on CSV bars with a 5-bar window (the ``deployment`` fixture's ``strategy=``).
+CSV_5_BARS = {"market_data": {"source": "csv", "lookback_bars": 5}}
+
+
+def key(name: str) -> dg.AssetKey:
+    """The asset key of ``name`` in the test strategy, e.g. ``momentum/indicators``."""
+    return dg.AssetKey([STRATEGY_ID, name])
+
+
+def job_name(short: str) -> str:
+    """``"market_data_job"`` -> ``"momentum_market_data_job"`` (also accepts full names)."""
+    return JOBS.get(short, short)
 
 
 def run_partitions(
@@ -20,9 +40,11 @@ def run_partitions(
     raise_on_error: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Run ``job_name`` for ``symbol`` over the dates ``start`` .. ``end`` in ONE run."""
+    from ibkr_assets.definitions import build_definitions
+
     defs = build_definitions()
     add_symbols(instance, [symbol])
-    job = defs.resolve_job_def(job_name)
+    job = defs.resolve_job_def(JOBS.get(job_name, job_name))
     if end is None or end == start:
         return job.execute_in_process(
             instance=instance, partition_key=f"{start}|{symbol}", raise_on_error=raise_on_error
@@ -37,11 +59,16 @@ def run_partitions(
     )
 
 
-def add_symbols(instance: dg.DagsterInstance, symbols: Iterable[str]) -> None:
-    have = set(instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME))
+def add_symbols(
+    instance: dg.DagsterInstance, symbols: Iterable[str], strategy_id: str = STRATEGY_ID
+) -> None:
+    from ibkr_assets.partitions import symbols_partition_name
+
+    name = symbols_partition_name(strategy_id)
+    have = set(instance.get_dynamic_partitions(name))
     new = [s for s in symbols if s not in have]
     if new:
-        instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, new)
+        instance.add_dynamic_partitions(name, new)
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -61,3 +88,8 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
             error = error.cause
         messages.append("\n".join(parts))
     return messages
+
+
+def node(name: str) -> str:
+    """The op name of asset ``name`` in the test strategy, e.g. ``momentum__indicators``."""
+    return f"{STRATEGY_ID}__{name}"

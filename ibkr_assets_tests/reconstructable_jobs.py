@@ -7,5 +7,6 @@ import dagster as dg
 
 def market_data_job() -> dg.JobDefinition:
     from ibkr_assets.definitions import build_definitions
+    from ibkr_assets_tests.helpers import job_name
 
-    return build_definitions().resolve_job_def("market_data_job")
+    return build_definitions().resolve_job_def(job_name("market_data_job"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from ibkr_assets.storage.lineage_store import LineageStore
+from ibkr_assets_tests.helpers import add_symbols, job_name
 
 BIN = Path(sys.executable).parent
 
@@ -41,9 +42,8 @@ def test_project_backfill_runs_the_whole_graph_as_one_run_and_summarizes(tmp_pat
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
     assert "2 days (2 sessions) x 2 symbols as one run" in out
-    assert (
-        "trading_workflow_job [AAPL, MSFT]: run" in out and "portfolio_job [portfolio]: run" in out
-    )
+    assert "momentum_workflow_job [AAPL, MSFT]: run" in out
+    assert "momentum_portfolio_job [portfolio]: run" in out
     assert "Partitions: 4 done, 0 failed" in out
     assert "Portfolio 2025-03-14: equity" in out
     rows = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}").lineage_rows(
@@ -64,7 +64,11 @@ def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
     unknown = _backfill(
         tmp_path, "--start", "2025-03-13", "--end", "2025-03-14", "--symbols", "GOOGG"
     )
-    assert unknown.returncode == 2 and "unknown symbol 'GOOGG'" in unknown.stderr
+    assert unknown.returncode == 2 and "not symbols of strategy 'momentum'" in unknown.stderr
+    no_such = _backfill(
+        tmp_path, "--strategy", "nope", "--start", "2025-03-13", "--end", "2025-03-14"
+    )
+    assert no_such.returncode == 2 and "'nope' is not in the strategies file" in no_such.stderr
     backwards = _backfill(tmp_path, "--start", "2025-03-14", "--end", "2025-03-13")
     assert backwards.returncode == 2 and "is before --start" in backwards.stderr
     from ibkr_assets.symbols import SymbolRegistry
@@ -80,9 +84,9 @@ def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
 def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_path):
     env = _env(tmp_path)
     with dg.instance_for_test(temp_dir=env["DAGSTER_HOME"]) as instance:
-        instance.add_dynamic_partitions("symbols", ["AAPL"])
+        add_symbols(instance, ["AAPL"])
     launched = subprocess.run(
-        [str(BIN / "dagster"), "job", "backfill", "-m", "ibkr_assets.definitions", "-j", "trading_workflow_job",
+        [str(BIN / "dagster"), "job", "backfill", "-m", "ibkr_assets.definitions", "-j", job_name("trading_workflow_job"),
          "--partitions", "2025-03-13|AAPL,2025-03-14|AAPL", "--noprompt"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -16,7 +16,7 @@ from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.fakes.fake_ib import FakeIB
-from ibkr_assets_tests.helpers import run_partitions
+from ibkr_assets_tests.helpers import job_name, run_partitions
 from ibkr_assets_tests.openai_stub import answer, start_openai_stub
 
 CONFIG = IbkrConfig(client_id=18, readonly=False, connect_timeout=0.5, request_timeout=2.0,
@@ -44,7 +44,13 @@ def ibkr_deployment(deployment, monkeypatch, fake):
 
     monkeypatch.setattr(BrokerResource, "_ibkr", fake_ibkr)
     with start_openai_stub() as stub:
-        deployment(BROKER="ibkr", ANALYST="openai", LLM_BASE_URL=stub.base_url, LLM_MAX_RETRIES="0")
+        deployment(
+            strategy={
+                "broker": {"kind": "ibkr"},
+                "analyst": {"provider": "openai", "base_url": stub.base_url},
+            },
+            LLM_MAX_RETRIES="0",
+        )
         yield stub
 
 
@@ -67,7 +73,7 @@ def test_historical_partition_with_broker_ibkr_never_reaches_place_order(
     day = dt.date(2025, 3, 10)
     ibkr_deployment.script(_buy(day))
     result = run_partitions(
-        instance, symbol="AAPL", start=day.isoformat(), job_name="trading_workflow_job"
+        instance, symbol="AAPL", start=day.isoformat(), job_name=job_name("trading_workflow_job")
     )
     assert result.success
     row = _order_row(tmp_path, "2025-03-10|AAPL", result.run_id)
@@ -84,18 +90,18 @@ def test_current_session_with_broker_ibkr_reaches_tws_once(
     key = f"{day}|AAPL"
     ibkr_deployment.script(_buy(day), _buy(day))
     first = run_partitions(
-        instance, symbol="AAPL", start=day.isoformat(), job_name="trading_workflow_job"
+        instance, symbol="AAPL", start=day.isoformat(), job_name=job_name("trading_workflow_job")
     )
     assert first.success
     row = _order_row(tmp_path, key, first.run_id)
     assert row["metadata"]["mode"] == "ibkr-paper"
     assert row["output_data"]["outcome"] == "placed"
-    ref = order_ref("default", "AAPL", day)
+    ref = order_ref("momentum", "AAPL", day)
     assert {o.order.orderRef for o in fake.server_orders_for(ref)} == {ref}
     assert len(fake.calls_to("placeOrder")) == 3
 
     second = run_partitions(
-        instance, symbol="AAPL", start=day.isoformat(), job_name="trading_workflow_job"
+        instance, symbol="AAPL", start=day.isoformat(), job_name=job_name("trading_workflow_job")
     )
     assert second.success
     assert _order_row(tmp_path, key, second.run_id)["output_data"]["outcome"] == "existing"
@@ -108,7 +114,7 @@ def test_tracking_records_state_changes_and_recovers_fills_missed_while_disconne
     with IbkrAdapter(CONFIG, ib_factory=lambda: fake, sleep=lambda _s: None) as adapter:
         broker = IbkrBroker(adapter)
         session = dt.date.today()
-        ref = order_ref("default", "AAPL", session)
+        ref = order_ref("momentum", "AAPL", session)
         placed = broker.place_bracket(BracketRequest(order_ref=ref, symbol="AAPL", side="BUY", quantity=10,
                                                      entry_price=100, take_profit=110, stop_loss=95,
                                                      session=session))  # fmt: skip
@@ -139,13 +145,14 @@ def test_order_tracking_sensor_polls_the_current_session_broker(deployment, inst
     import dagster as dg
 
     from ibkr_assets.definitions import build_definitions
-    from ibkr_assets.sensors import order_tracking_sensor
 
     deployment()
     defs = build_definitions()
     with dg.build_sensor_context(
         instance=instance, resources={"broker": defs.resources["broker"]}
     ) as context:
-        result = order_tracking_sensor(context)
+        result = defs.get_sensor_def("order_tracking_sensor")(context)
     assert isinstance(result, dg.SkipReason)
-    assert result.skip_message.startswith("paper: 0 order state change(s), 0 new fill(s)")
+    assert result.skip_message.startswith(
+        "momentum (paper): 0 order state change(s), 0 new fill(s)"
+    )

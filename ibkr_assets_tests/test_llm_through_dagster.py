@@ -10,7 +10,7 @@ import pytest
 
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import failure_messages, run_partitions
+from ibkr_assets_tests.helpers import failure_messages, job_name, node, run_partitions
 from ibkr_assets_tests.openai_stub import answer, start_openai_stub
 
 KEY = "2025-03-14|AAPL"
@@ -26,9 +26,13 @@ def openai_server():
 def openai_deployment(deployment, openai_server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     deployment(
-        ANALYST="openai",
-        LLM_BASE_URL=openai_server.base_url,
-        LLM_MODEL="stub-model",
+        strategy={
+            "analyst": {
+                "provider": "openai",
+                "base_url": openai_server.base_url,
+                "model": "stub-model",
+            }
+        },
         LLM_MAX_RETRIES="1",
     )
     return openai_server
@@ -59,7 +63,7 @@ def test_openai_analysis_drives_the_signal_and_records_tokens_and_cost(
     stub = openai_deployment
     stub.script(answer(_buy_answer(), prompt_tokens=1000, completion_tokens=100))
     result = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert result.success
     assert stub.request_count == 1
@@ -90,10 +94,10 @@ def test_second_materialization_reuses_the_stored_response_without_a_request(
     stub = openai_deployment
     stub.script(answer(_buy_answer()))
     first = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     second = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert first.success and second.success
     assert stub.request_count == 1  # the second run paid for nothing
@@ -109,7 +113,7 @@ def test_second_materialization_reuses_the_stored_response_without_a_request(
         one["trading_signal"]["output_data"]["object"]["sha256"]
         == two["trading_signal"]["output_data"]["object"]["sha256"]
     )
-    meta = second.asset_materializations_for_node("llm_analysis")[0].metadata
+    meta = second.asset_materializations_for_node(node("llm_analysis"))[0].metadata
     assert meta["cache_hits"].value == 1
 
 
@@ -117,7 +121,7 @@ def test_replay_mode_refuses_to_call_the_network(openai_deployment, deployment, 
     stub = openai_deployment
     deployment(LLM_CACHE_MODE="replay")
     result = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert not result.success
     assert stub.request_count == 0
@@ -132,11 +136,11 @@ def test_replay_mode_reproduces_a_stored_decision(
     stub = openai_deployment
     stub.script(answer(_buy_answer()))
     original = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     deployment(LLM_CACHE_MODE="replay")
     replayed = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert original.success and replayed.success
     assert stub.request_count == 1
@@ -156,7 +160,7 @@ def test_malformed_answer_fails_closed_to_hold_and_keeps_the_raw_response(
     stub = openai_deployment
     stub.script(answer("Sure! I think you should BUY {not json"))
     result = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert result.success  # the run goes on
     rows = _rows(tmp_path, execution_id=result.run_id)

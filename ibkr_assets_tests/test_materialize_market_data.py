@@ -11,7 +11,15 @@ import boto3
 import pytest
 
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import check_results, failure_messages, run_partitions
+from ibkr_assets_tests.helpers import (
+    CSV_5_BARS,
+    check_results,
+    failure_messages,
+    job_name,
+    key,
+    node,
+    run_partitions,
+)
 
 
 def _store(tmp_path) -> LineageStore:
@@ -49,17 +57,19 @@ def test_single_partition_records_lineage_artifacts_and_objects(deployment, inst
     ref = market["output_data"]["object"]
     data = _read_uri(ref["uri"])
     assert hashlib.sha256(data).hexdigest() == ref["sha256"]
-    assert "trading-data/AAPL/raw/2025-03-14_sample." in ref["uri"]
-    assert (tmp_path / "home/objects/trading-data/AAPL/raw/2025-03-14_sample.json").is_file()
+    assert "trading-data/momentum/AAPL/raw/2025-03-14_sample." in ref["uri"]
     assert (
-        tmp_path / "home/objects/trading-data/AAPL/processed/2025-03-14_indicators.json"
+        tmp_path / "home/objects/trading-data/momentum/AAPL/raw/2025-03-14_sample.json"
+    ).is_file()
+    assert (
+        tmp_path / "home/objects/trading-data/momentum/AAPL/processed/2025-03-14_indicators.json"
     ).is_file()
     # An artifacts row of type market_data, and the same facts in Dagster's metadata.
     (artifact,) = _store(tmp_path).artifact_rows(
         type="market_data", partition_key="2025-03-14|AAPL"
     )
     assert artifact["sha256"] == ref["sha256"]
-    materialization = result.asset_materializations_for_node("market_data")[0]
+    materialization = result.asset_materializations_for_node(node("market_data"))[0]
     assert materialization.metadata["rows"].value == 200
     assert materialization.metadata["lineage_row_ids"].value == {"2025-03-14|AAPL": market["id"]}
     assert (
@@ -103,11 +113,11 @@ def test_partition_range_runs_as_one_run_and_records_every_partition(
         "market_data_quality": expected,
         "indicators": expected,
     }
-    materialized = {m.partition for m in result.asset_materializations_for_node("indicators")}
+    materialized = {m.partition for m in result.asset_materializations_for_node(node("indicators"))}
     assert materialized == expected
     for day in (10, 11, 12, 13, 14):
         assert (
-            tmp_path / f"home/objects/trading-data/NVDA/raw/2025-03-{day}_sample.json"
+            tmp_path / f"home/objects/trading-data/momentum/NVDA/raw/2025-03-{day}_sample.json"
         ).is_file()
 
 
@@ -116,7 +126,7 @@ def test_market_data_never_contains_a_bar_after_the_partition_date(deployment, i
     csv_dir.mkdir()
     rows = "\n".join(f"2025-03-{d:02d},10,11,9,10,100" for d in (10, 11, 12, 13, 14, 17, 18))
     (csv_dir / "AAPL.csv").write_text("Date,Open,High,Low,Close,Volume\n" + rows + "\n")
-    deployment(MARKET_DATA_SOURCE="csv", CSV_DIR=str(csv_dir), LOOKBACK_BARS="5")
+    deployment(strategy=CSV_5_BARS, CSV_DIR=str(csv_dir))
     assert run_partitions(instance, symbol="AAPL", start="2025-03-13").success
     (row,) = _store(tmp_path).lineage_rows(partition_key="2025-03-13|AAPL", step_name="market_data")
     stored = json.loads(_read_uri(row["output_data"]["object"]["uri"]))
@@ -149,12 +159,12 @@ def _bad_csv(folder: Path) -> None:
 
 def test_failed_quality_check_blocks_indicators_and_says_why(deployment, instance, tmp_path):
     _bad_csv(tmp_path / "csv")
-    deployment(MARKET_DATA_SOURCE="csv", CSV_DIR=str(tmp_path / "csv"), LOOKBACK_BARS="5")
+    deployment(strategy=CSV_5_BARS, CSV_DIR=str(tmp_path / "csv"))
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     checks = check_results(result)
     assert checks["ohlc_consistent"] is False
     assert checks["positive_prices"] is True
-    assert result.asset_materializations_for_node("market_data")
+    assert result.asset_materializations_for_node(node("market_data"))
     assert not [
         e for e in result.all_events if e.is_successful_output and e.step_key == "indicators"
     ], "indicators must not run after a failed blocking check"
@@ -171,11 +181,11 @@ def test_indicators_alone_refuse_data_that_failed_a_gate(deployment, instance, t
     from ibkr_assets.definitions import build_definitions
 
     _bad_csv(tmp_path / "csv")
-    deployment(MARKET_DATA_SOURCE="csv", CSV_DIR=str(tmp_path / "csv"), LOOKBACK_BARS="5")
+    deployment(strategy=CSV_5_BARS, CSV_DIR=str(tmp_path / "csv"))
     run_partitions(instance, symbol="AAPL", start="2025-03-14")
     defs = build_definitions()
-    job = defs.resolve_job_def("market_data_job").get_subset(
-        asset_selection={__import__("dagster").AssetKey("indicators")}
+    job = defs.resolve_job_def(job_name("market_data_job")).get_subset(
+        asset_selection={key("indicators")}
     )
     result = job.execute_in_process(instance=instance, partition_key="2025-03-14|AAPL")
     assert result.success
@@ -202,7 +212,7 @@ def test_rematerializing_keeps_the_old_rows_and_the_bytes_they_point_to(
     csv_dir.mkdir()
     rows = [f"2025-03-{d:02d},10,11,9,10,100" for d in (10, 11, 12, 13, 14)]
     (csv_dir / "AAPL.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
-    deployment(MARKET_DATA_SOURCE="csv", CSV_DIR=str(csv_dir), LOOKBACK_BARS="5")
+    deployment(strategy=CSV_5_BARS, CSV_DIR=str(csv_dir))
     first = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     rows[-1] = "2025-03-14,10,12,9,11.5,100"  # a corrected bar arrives
     (csv_dir / "AAPL.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
@@ -228,12 +238,12 @@ def test_objects_go_to_s3_through_the_endpoint_url(deployment, instance, tmp_pat
             Bucket="ibkr-assets-it"
         )["Contents"]
     }
-    assert "trading-data/AAPL/raw/2025-03-14_sample.json" in keys
-    assert "trading-data/AAPL/processed/2025-03-14_indicators.json" in keys
+    assert "trading-data/momentum/AAPL/raw/2025-03-14_sample.json" in keys
+    assert "trading-data/momentum/AAPL/processed/2025-03-14_indicators.json" in keys
     (row,) = _store(tmp_path).lineage_rows(partition_key="2025-03-14|AAPL", step_name="indicators")
     ref = row["output_data"]["object"]
     assert ref["uri"].startswith(
-        "s3://ibkr-assets-it/trading-data/AAPL/processed/2025-03-14_indicators."
+        "s3://ibkr-assets-it/trading-data/momentum/AAPL/processed/2025-03-14_indicators."
     )
     assert hashlib.sha256(_read_uri(ref["uri"])).hexdigest() == ref["sha256"]
 
@@ -247,7 +257,7 @@ def test_lineage_goes_to_postgresql_by_url(deployment, instance, postgres_url):
     assert {r["status"] for r in rows} == {"success"}
 
 
-@pytest.mark.parametrize("bad", [{"MARKET_DATA_SOURCE": "yahoo"}, {"LOOKBACK_BARS": "0"}])
+@pytest.mark.parametrize("bad", [{"OBJECT_STORE": "ftp"}, {"LLM_CONCURRENCY": "0"}])
 def test_wrong_configuration_names_the_variable(deployment, bad):
     from ibkr_assets.settings import ConfigError, load_settings
 

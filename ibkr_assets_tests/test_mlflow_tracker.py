@@ -52,26 +52,28 @@ def client(store: tuple[str, Path]) -> MlflowClient:
 def _run(tracker: MlflowTracker, key: str = "2025-01-02|AAPL", **kwargs: Any) -> str:
     symbol = key.partition("|")[2]
     args = {"execution_id": uuid.uuid4().hex, "dagster_run_id": "d1", **kwargs}
-    return tracker.run_for_partition(symbol=symbol, partition_key=key, **args)
+    return tracker.run_for_partition(
+        strategy_id="momentum", symbol=symbol, partition_key=key, **args
+    )
 
 
 def test_experiment_is_created_once_with_artifact_location(
     tracker: MlflowTracker, store: tuple[str, Path], client: MlflowClient
 ) -> None:
-    experiment_id = tracker.experiment_id("AAPL")
+    experiment_id = tracker.experiment_id("momentum", "AAPL")
 
-    experiment = client.get_experiment_by_name("trading_workflow_AAPL")
+    experiment = client.get_experiment_by_name("momentum/trading_workflow_AAPL")
     assert experiment is not None and experiment.experiment_id == experiment_id
-    assert experiment.artifact_location == (store[1] / "trading_workflow_AAPL").as_uri()
-    assert tracker.experiment_id("AAPL") == experiment_id
-    assert MlflowTracker(store[0]).experiment_id("AAPL") == experiment_id  # fresh cache
+    assert experiment.artifact_location == (store[1] / "momentum/trading_workflow_AAPL").as_uri()
+    assert tracker.experiment_id("momentum", "AAPL") == experiment_id
+    assert MlflowTracker(store[0]).experiment_id("momentum", "AAPL") == experiment_id  # fresh cache
     assert Path(f"{sqlite_database(store[0])}.ready").is_file()  # later processes skip the lock
 
 
 def test_experiment_created_concurrently_by_another_process(
     store: tuple[str, Path], client: MlflowClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client.create_experiment("trading_workflow_RACE")
+    client.create_experiment("momentum/trading_workflow_RACE")
     late = MlflowTracker(store[0])
     real_get = late.client.get_experiment_by_name
     lookups: list[str] = []
@@ -82,9 +84,9 @@ def test_experiment_created_concurrently_by_another_process(
 
     monkeypatch.setattr(late.client, "get_experiment_by_name", get)
 
-    experiment = client.get_experiment_by_name("trading_workflow_RACE")
+    experiment = client.get_experiment_by_name("momentum/trading_workflow_RACE")
     assert experiment is not None
-    assert late.experiment_id("RACE") == experiment.experiment_id
+    assert late.experiment_id("momentum", "RACE") == experiment.experiment_id
     assert len(lookups) == 2
 
 
@@ -98,9 +100,10 @@ def test_run_for_partition_is_idempotent_and_tagged(
     assert again == first
     run = client.get_run(first)
     assert run.info.run_name == key
-    assert run.info.experiment_id == tracker.experiment_id("AAPL")
+    assert run.info.experiment_id == tracker.experiment_id("momentum", "AAPL")
     assert {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")} == {
         "workflow_type": "trading_signal",
+        "strategy_id": "momentum",
         "symbol": "AAPL",
         "date": "2025-01-03",
         "partition_key": key,
@@ -141,7 +144,7 @@ def test_concurrent_run_creation_converges_on_the_oldest_run(
 
     assert _run(late, key, execution_id="race", dagster_run_id="d9") == winner
     deleted = client.search_runs(
-        [tracker.experiment_id("AAPL")],
+        [tracker.experiment_id("momentum", "AAPL")],
         "tags.execution_id = 'race'",
         run_view_type=ViewType.DELETED_ONLY,
     )
@@ -153,7 +156,11 @@ def test_concurrent_run_creation_converges_on_the_oldest_run(
 def test_partition_key_must_match_the_symbol(tracker: MlflowTracker) -> None:
     with pytest.raises(ValueError, match="DATE\\|MSFT"):
         tracker.run_for_partition(
-            symbol="MSFT", partition_key="2025-01-02|AAPL", execution_id="e", dagster_run_id="d"
+            strategy_id="momentum",
+            symbol="MSFT",
+            partition_key="2025-01-02|AAPL",
+            execution_id="e",
+            dagster_run_id="d",
         )
 
 
@@ -241,7 +248,7 @@ def test_run_url_only_for_http_servers_and_without_password(
 
     server = MlflowTracker("https://user:s3cret@mlflow.example.com:5000/")
     server._client = MlflowClient(tracking_uri=store[0])  # the server's answers, from the store
-    experiment_id = tracker.experiment_id("AAPL")
+    experiment_id = tracker.experiment_id("momentum", "AAPL")
     assert server.run_url(run_id) == (
         f"https://mlflow.example.com:5000/#/experiments/{experiment_id}/runs/{run_id}"
     )
@@ -257,11 +264,11 @@ def test_unreachable_server_gives_tracking_error_quickly(monkeypatch: pytest.Mon
 
     started = time.monotonic()
     with pytest.raises(TrackingError) as caught:
-        server.experiment_id("AAPL")
+        server.experiment_id("momentum", "AAPL")
     assert time.monotonic() - started < 10
     message = str(caught.value)
     assert f"http://user:***@127.0.0.1:{port}" in message
-    assert "s3cret" not in message and "trading_workflow_AAPL" in message
+    assert "s3cret" not in message and "momentum/trading_workflow_AAPL" in message
 
 
 def test_store_marked_ready_only_after_a_successful_setup(tmp_path: Path) -> None:
@@ -278,7 +285,7 @@ def test_unusable_store_gives_tracking_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-folder").write_text("x")
     broken = MlflowTracker(f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}")
     with pytest.raises(TrackingError, match="connecting to the tracking store"):
-        broken.experiment_id("AAPL")
+        broken.experiment_id("momentum", "AAPL")
 
 
 def test_redact_uri() -> None:
@@ -305,7 +312,11 @@ def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monke
     fresh = MlflowTracker(uri, str(artifacts))
     key = "2025-02-03|AAPL"
     first = fresh.run_for_partition(
-        symbol="AAPL", partition_key=key, execution_id="exec-cache", dagster_run_id="r1"
+        strategy_id="momentum",
+        symbol="AAPL",
+        partition_key=key,
+        execution_id="exec-cache",
+        dagster_run_id="r1",
     )
     searches: list[object] = []
     real_search = fresh.client.search_runs
@@ -313,11 +324,16 @@ def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monke
         fresh.client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k)
     )
     again = fresh.run_for_partition(
-        symbol="AAPL", partition_key=key, execution_id="exec-cache", dagster_run_id="r1"
+        strategy_id="momentum",
+        symbol="AAPL",
+        partition_key=key,
+        execution_id="exec-cache",
+        dagster_run_id="r1",
     )
     assert again == first and searches == []
     # a new tag value is written, so that call does look the run up again
     tagged = fresh.run_for_partition(
+        strategy_id="momentum",
         symbol="AAPL",
         partition_key=key,
         execution_id="exec-cache",

@@ -12,11 +12,11 @@ from ibkr_assets.brokers.paper import PaperBroker
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.storage.order_records import OrderRecords
-from ibkr_assets_tests.helpers import failure_messages, run_partitions
+from ibkr_assets_tests.helpers import failure_messages, job_name, node, run_partitions
 from ibkr_assets_tests.openai_stub import answer, start_openai_stub
 
 DAYS = ["2025-03-10", "2025-03-11", "2025-03-12", "2025-03-13"]
-REF = "ibkr-assets:default:AAPL:2025-03-10"
+REF = "ibkr-assets:momentum:AAPL:2025-03-10"
 
 
 def _close(day: str) -> float:
@@ -41,19 +41,22 @@ def stub(deployment, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("IBKR_ASSETS_KILL_SWITCH", raising=False)
     with start_openai_stub() as server:
-        deployment(ANALYST="openai", LLM_BASE_URL=server.base_url, LLM_MAX_RETRIES="0")
+        deployment(
+            strategy={"analyst": {"provider": "openai", "base_url": server.base_url}},
+            LLM_MAX_RETRIES="0",
+        )
         yield server
 
 
 def _day(instance, stub, action: str, day: str, raise_on_error: bool = False):
     stub.script(_answer(action, day))
-    return run_partitions(instance, symbol="AAPL", start=day, job_name="trading_workflow_job",
+    return run_partitions(instance, symbol="AAPL", start=day, job_name=job_name("trading_workflow_job"),
                           raise_on_error=raise_on_error)  # fmt: skip
 
 
 def _paper(tmp_path) -> PaperBroker:
     return PaperBroker(
-        f"sqlite:///{tmp_path / 'home' / 'lineage.db'}", account="default", mode="backtest"
+        f"sqlite:///{tmp_path / 'home' / 'lineage.db'}", account="momentum", mode="backtest"
     )
 
 
@@ -92,7 +95,7 @@ def test_buy_becomes_a_bracket_fills_then_sell_closes_and_snapshots_balance(
 
     result = (
         build_definitions()
-        .resolve_job_def("portfolio_job")
+        .resolve_job_def(job_name("portfolio_job"))
         .execute_in_process(
             instance=instance,
             tags={
@@ -118,7 +121,7 @@ def test_buy_becomes_a_bracket_fills_then_sell_closes_and_snapshots_balance(
     )
     assert snaps[DAYS[-1]]["realized_pnl"] == pytest.approx(cash_flow, abs=0.01)
     assert snaps[DAYS[-1]]["cash"] == pytest.approx(100_000 + cash_flow, abs=0.01)
-    meta = result.asset_materializations_for_node("portfolio_snapshot")[-1].metadata
+    meta = result.asset_materializations_for_node(node("portfolio_snapshot"))[-1].metadata
     assert "positions" in meta and meta["equity"].value == pytest.approx(
         snaps[DAYS[-1]]["equity"], abs=0.01
     )

@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from ibkr_assets.definitions import build_definitions
-from ibkr_assets_tests.helpers import add_symbols
+from ibkr_assets_tests.helpers import STRATEGY_ID, add_symbols, key
 
 NY = ZoneInfo("America/New_York")
 
 
 def _tick(instance, when: dt.datetime):
     defs = build_definitions()
-    schedule = defs.resolve_schedule_def("default_after_close")
+    schedule = defs.resolve_schedule_def(f"{STRATEGY_ID}_after_close")
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
     ) as context:
@@ -53,5 +53,13 @@ def test_portfolio_follows_orders_through_a_running_automation_sensor(deployment
     sensor = defs.resolve_sensor_def("portfolio_automation_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     graph = defs.resolve_asset_graph()
-    assert sensor.asset_selection.resolve(graph) == {dg.AssetKey("portfolio_snapshot")}
-    assert graph.get(dg.AssetKey("portfolio_snapshot")).automation_condition is not None
+    assert sensor.asset_selection.resolve(graph) == {key("portfolio_snapshot")}
+    assert graph.get(key("portfolio_snapshot")).automation_condition is not None
+
+
+def test_a_symbol_removed_from_the_file_is_no_longer_scheduled(deployment, instance):
+    deployment(strategy={"symbols": ["AAPL", "MSFT"]})
+    add_symbols(instance, ["AAPL", "MSFT"])
+    deployment(strategy={"symbols": ["AAPL"]})  # read at every tick: no restart
+    data = _tick(instance, dt.datetime(2025, 3, 14, 16, 30, tzinfo=NY))
+    assert [r.partition_key for r in data.run_requests] == ["2025-03-14|AAPL"]

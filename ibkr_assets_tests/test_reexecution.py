@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import add_symbols
+from ibkr_assets_tests.helpers import CSV_5_BARS, add_symbols
 from ibkr_assets_tests.reconstructable_jobs import market_data_job
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
@@ -20,7 +20,7 @@ TAGS = {
 def test_reexecution_from_failure_updates_the_failed_row_in_place(deployment, instance, tmp_path):
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
-    deployment(MARKET_DATA_SOURCE="csv", CSV_DIR=str(csv_dir), LOOKBACK_BARS="5")
+    deployment(strategy=CSV_5_BARS, CSV_DIR=str(csv_dir))
     add_symbols(instance, ["AAPL"])
     job = dg.reconstructable(market_data_job)
 

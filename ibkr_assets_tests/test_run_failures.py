@@ -27,7 +27,7 @@ from ibkr_assets.monitoring.run_failures import (
     run_failures,
     safe_webhook_url,
 )
-from ibkr_assets_tests.helpers import run_partitions
+from ibkr_assets_tests.helpers import job_name, run_partitions
 from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 
 TOKEN = "tok-3f9a-not-for-logs"
@@ -63,7 +63,7 @@ def store(database_url: str) -> RunFailureStore:
 def _failure(run_id: str, **overrides) -> dict:
     fields = {
         "run_id": run_id,
-        "job_name": "market_data_job",
+        "job_name": job_name("market_data_job"),
         "step_key": "market_data",
         "partition_key": "2025-03-14|AAPL",
         "error": "unknown symbol 'AAPL'",
@@ -238,7 +238,7 @@ def failed_run(deployment, instance: dg.DagsterInstance, tmp_path: Path) -> dg.D
     """A market_data_job run for 2025-03-14|AAPL that failed: the csv folder has no AAPL.csv."""
     empty = tmp_path / "csv"
     empty.mkdir()
-    deployment(MARKET_DATA_SOURCE="csv", CSV_DIR=str(empty))
+    deployment(strategy={"market_data": {"source": "csv"}}, CSV_DIR=str(empty))
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
@@ -279,10 +279,13 @@ def test_failed_run_is_recorded_once_per_failed_step(
     _evaluate(sensor, instance, failed_run)  # the daemon may see the same run again
 
     [row] = RunFailureStore(database_url).for_run(failed_run.run_id)
-    assert (row["job_name"], row["partition_key"]) == ("market_data_job", "2025-03-14|AAPL")
-    assert (row["step_key"], row["error_class"]) == ("market_data", "Failure")
+    assert (row["job_name"], row["partition_key"]) == (
+        job_name("market_data_job"),
+        "2025-03-14|AAPL",
+    )
+    assert (row["step_key"], row["error_class"]) == ("momentum__market_data", "Failure")
     assert "unknown symbol 'AAPL' for the csv source" in row["error"]
-    assert (row["notified"], row["webhook_status"], row["strategy_id"]) == (False, None, None)
+    assert (row["notified"], row["webhook_status"], row["strategy_id"]) == (False, None, "momentum")
     run_record = instance.get_run_record_by_id(failed_run.run_id)
     assert row["occurred_at"] == dt.datetime.fromtimestamp(run_record.end_time, UTC)
     assert failed_run.run_id in {r["run_id"] for r in RunFailureStore(database_url).recent()}
@@ -299,12 +302,15 @@ def test_webhook_is_told_once_and_its_answer_stored(
     [request] = webhook.requests  # the second evaluation saw it was already delivered
     payload = request["json"]
     assert payload["run_id"] == failed_run.run_id
-    assert (payload["job_name"], payload["partition_key"]) == ("market_data_job", "2025-03-14|AAPL")
+    assert (payload["job_name"], payload["partition_key"]) == (
+        job_name("market_data_job"),
+        "2025-03-14|AAPL",
+    )
     [step] = payload["failures"]
-    assert step["step_key"] == "market_data" and "unknown symbol 'AAPL'" in step["error"]
+    assert step["step_key"] == "momentum__market_data" and "unknown symbol 'AAPL'" in step["error"]
     assert payload["text"].startswith(
-        f"market_data_job run {failed_run.run_id[:8]} failed (partition 2025-03-14|AAPL): "
-        "market_data: market_data failed for 1 partition(s): - 2025-03-14|AAPL: unknown symbol"
+        f"momentum_market_data_job run {failed_run.run_id[:8]} failed (partition 2025-03-14|AAPL): "
+        "momentum__market_data: market_data failed for 1 partition(s): - 2025-03-14|AAPL: unknown symbol"
     )
     [row] = RunFailureStore(sqlite_url).for_run(failed_run.run_id)
     assert (row["notified"], row["webhook_status"]) == (True, "200")
@@ -319,7 +325,7 @@ def test_unreachable_webhook_is_noted_and_does_not_break_the_sensor(
     _evaluate(sensor, instance, failed_run)
 
     [row] = RunFailureStore(sqlite_url).for_run(failed_run.run_id)
-    assert row["step_key"] == "market_data" and "unknown symbol" in row["error"]
+    assert row["step_key"] == "momentum__market_data" and "unknown symbol" in row["error"]
     assert row["notified"] is False
     assert row["webhook_status"].startswith("error: ") and TOKEN not in row["webhook_status"]
 

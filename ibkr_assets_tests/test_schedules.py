@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from ibkr_assets.partitions import SYMBOLS_PARTITION_NAME, daily_symbol_partitions
+from ibkr_assets.partitions import strategy_partitions, symbols_partition_name
 from ibkr_assets.strategies.config import ScheduleConfig, StrategyConfig
 from ibkr_assets.strategies.schedules import build_schedule, closed_session_at
 
@@ -21,13 +21,16 @@ NY = ZoneInfo("America/New_York")
 UTC = dt.timezone.utc
 JOB = "momentum_job"
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+SYMBOL_PARTITIONS = symbols_partition_name("momentum")
 
 
 def _strategy(symbols: list[str] = SYMBOLS, **schedule: object) -> StrategyConfig:
     return StrategyConfig(id="momentum", symbols=symbols, schedule=ScheduleConfig(**schedule))
 
 
-@dg.asset(partitions_def=daily_symbol_partitions, key_prefix=["momentum"], group_name="momentum")
+@dg.asset(
+    partitions_def=strategy_partitions("momentum"), key_prefix=["momentum"], group_name="momentum"
+)
 def market_data() -> None:
     """Stands in for the strategy's assets: only its partitions matter to the schedule."""
 
@@ -41,7 +44,7 @@ def deployment() -> Iterator[tuple[dg.DagsterInstance, dg.RepositoryDefinition]]
         schedules=[build_schedule(_strategy(), JOB)],
     )
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(SYMBOLS_PARTITION_NAME, [*SYMBOLS, "TSLA"])
+        instance.add_dynamic_partitions(SYMBOL_PARTITIONS, [*SYMBOLS, "TSLA"])
         yield instance, defs.get_repository_def()
 
 
@@ -138,7 +141,7 @@ def test_a_utc_schedule_finds_the_new_york_session(deployment) -> None:
 
 def test_symbols_provider_replaces_the_configured_symbols(deployment) -> None:
     def instance_symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
-        return context.instance.get_dynamic_partitions(SYMBOLS_PARTITION_NAME)
+        return context.instance.get_dynamic_partitions(SYMBOL_PARTITIONS)
 
     schedule = build_schedule(_strategy(["AAPL"]), JOB, symbols_provider=instance_symbols)
     result = _tick(schedule, dt.datetime(2025, 1, 2, 16, 30, tzinfo=NY), deployment)

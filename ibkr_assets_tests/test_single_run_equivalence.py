@@ -11,7 +11,7 @@ from ibkr_assets.definitions import build_definitions
 from ibkr_assets.runs import run_workflow
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import run_partitions
+from ibkr_assets_tests.helpers import STRATEGY_ID, job_name, run_partitions
 
 DAYS = ["2025-03-11", "2025-03-12", "2025-03-13"]
 SYMBOLS = ["AAPL", "NVDA"]
@@ -46,6 +46,7 @@ def test_single_run_range_matches_per_partition_runs(
         outcomes = run_workflow(
             build_definitions(),
             instance,
+            STRATEGY_ID,
             SYMBOLS,
             dt.date.fromisoformat(DAYS[0]),
             dt.date.fromisoformat(DAYS[-1]),
@@ -59,9 +60,9 @@ def test_single_run_range_matches_per_partition_runs(
         for day in DAYS:  # in date order, as a user replaying the sessions would
             for symbol in SYMBOLS:
                 assert run_partitions(
-                    instance, symbol=symbol, start=day, job_name="trading_workflow_job"
+                    instance, symbol=symbol, start=day, job_name=job_name("trading_workflow_job")
                 ).success
-        portfolio = build_definitions().resolve_job_def("portfolio_job")
+        portfolio = build_definitions().resolve_job_def(job_name("portfolio_job"))
         for day in DAYS:
             assert portfolio.execute_in_process(instance=instance, partition_key=day).success
     assert len(fetch_calls) == len(DAYS) * len(SYMBOLS)

@@ -86,7 +86,14 @@ def test_indicator_names_cover_every_indicator_column() -> None:
 
 
 def test_symbols_are_upper_cased_and_indicators_select_their_columns(tmp_path: Path) -> None:
-    path = _write(tmp_path, _strategy(symbols=["aapl", " brk.b "], indicators=["macd", "rsi_14"]))
+    path = _write(
+        tmp_path,
+        _strategy(
+            symbols=["aapl", " brk.b "],
+            indicators=["macd", "rsi_14"],
+            analyst={"provider": "openai"},  # the rules analyst would need more indicators
+        ),
+    )
     [strategy] = load_strategies(path, today=TODAY)
     assert strategy.symbols == ["AAPL", "BRK.B"]
     assert strategy.indicator_columns == ["macd", "macd_signal", "macd_hist", "rsi_14"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from ibkr_assets.definitions import build_definitions
-from ibkr_assets.sensors import symbol_partitions_sensor
 from ibkr_assets.symbols import SymbolRegistry
+from ibkr_assets_tests.helpers import STRATEGY_ID, add_symbols
 
 
 def _evaluate(instance):
@@ -14,11 +14,11 @@ def _evaluate(instance):
     with dg.build_sensor_context(
         instance=instance, resources={"market_data_source": defs.resources["market_data_source"]}
     ) as context:
-        return symbol_partitions_sensor(context)
+        return defs.get_sensor_def(f"{STRATEGY_ID}_symbols_sensor")(context)
 
 
 def test_sensor_adds_resolved_symbols_and_refuses_unknown_ones(deployment, instance, tmp_path):
-    deployment(SYMBOLS="AAPL,GOOGG,MSFT")
+    deployment(strategy={"symbols": ["AAPL", "GOOGG", "MSFT"]})
     result = _evaluate(instance)
     assert isinstance(result, dg.SensorResult)
     (request,) = result.dynamic_partitions_requests
@@ -27,7 +27,7 @@ def test_sensor_adds_resolved_symbols_and_refuses_unknown_ones(deployment, insta
     assert registry.get("AAPL").source == "sample"
     assert registry.get("GOOGG") is None
 
-    instance.add_dynamic_partitions("symbols", ["AAPL", "MSFT"])
+    add_symbols(instance, ["AAPL", "MSFT"])
     again = _evaluate(instance)
     assert isinstance(again, dg.SkipReason)
     assert (
@@ -39,8 +39,10 @@ def test_sensor_adds_resolved_symbols_and_refuses_unknown_ones(deployment, insta
 def test_adding_a_symbol_to_the_configuration_adds_its_partitions_without_a_restart(
     deployment, instance
 ):
-    deployment(SYMBOLS="AAPL")
-    instance.add_dynamic_partitions("symbols", ["AAPL"])
-    deployment(SYMBOLS="AAPL,NVDA")  # the sensor reads the configuration on every tick
+    deployment(strategy={"symbols": ["AAPL"]})
+    add_symbols(instance, ["AAPL"])
+    deployment(
+        strategy={"symbols": ["AAPL", "NVDA"]}
+    )  # the sensor reads the configuration on every tick
     result = _evaluate(instance)
     assert list(result.dynamic_partitions_requests[0].partition_keys) == ["NVDA"]

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from ibkr_assets.domain.chart_image import PNG_SIGNATURE, ChartImage
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import run_partitions
+from ibkr_assets_tests.helpers import job_name, node, run_partitions
 
 KEY = "2025-03-14|AAPL"
 
@@ -33,7 +33,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
 ):
     deployment()
     result = run_partitions(
-        instance, symbol="AAPL", start="2025-03-14", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert result.success
     rows = {r["step_name"]: r for r in _lineage(tmp_path).lineage_rows(partition_key=KEY)}
@@ -56,7 +56,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
         assert png.startswith(PNG_SIGNATURE)
         assert ChartImage.from_png("AAPL", None, timeframe, png).size == (1200, 900)
         assert (
-            f"ml-experiments/trading_workflow_AAPL/charts/2025-03-14_{timeframe}."
+            f"ml-experiments/momentum/trading_workflow_AAPL/charts/2025-03-14_{timeframe}."
             in out["object"]["uri"]
         )
         assert hashlib.sha256(png).hexdigest() == out["object"]["sha256"]
@@ -106,15 +106,15 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
         "response.txt",
     } <= names
     experiment = _mlflow(tmp_path).get_experiment(run.info.experiment_id)
-    assert experiment.name == "trading_workflow_AAPL"
-    meta = result.asset_materializations_for_node("trading_signal")[0].metadata
+    assert experiment.name == "momentum/trading_workflow_AAPL"
+    meta = result.asset_materializations_for_node(node("trading_signal"))[0].metadata
     assert meta["mlflow_run_ids"].value == {KEY: run_id}
 
 
 def test_holiday_flows_through_the_graph_as_market_closed(deployment, instance, tmp_path):
     deployment()
     result = run_partitions(
-        instance, symbol="AAPL", start="2025-07-04", job_name="trading_workflow_job"
+        instance, symbol="AAPL", start="2025-07-04", job_name=job_name("trading_workflow_job")
     )
     assert result.success
     rows = _lineage(tmp_path).lineage_rows(partition_key="2025-07-04|AAPL")
@@ -139,7 +139,7 @@ def test_range_run_renders_every_chart_and_signal(deployment, instance, tmp_path
         symbol="MSFT",
         start="2025-03-12",
         end="2025-03-14",
-        job_name="trading_workflow_job",
+        job_name=job_name("trading_workflow_job"),
     )
     assert result.success
     rows = _lineage(tmp_path).lineage_rows(execution_id=result.run_id, step_name="trading_signal")

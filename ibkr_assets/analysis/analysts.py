@@ -209,6 +209,10 @@ def _elapsed_ms(start: float) -> int:
     return int(round((time.perf_counter() - start) * 1000))
 
 
+# The indicator columns the rules analyst reads (a strategy using it must compute them).
+RULES_INDICATORS = ("sma_20", "sma_50", "macd_hist", "rsi_14", "atr_14")
+
+
 def rules_proposal(indicators: Mapping[str, float | None], last_close: float) -> SignalProposal:
     """The rules-v1 decision: trend (close vs SMA20 vs SMA50), MACD histogram sign, RSI zone.
 
@@ -216,7 +220,7 @@ def rules_proposal(indicators: Mapping[str, float | None], last_close: float) ->
     entry = last close, stop = 2 ATR away, target = 3 ATR away (reward/risk 1.5).
     """
     name = f"Deterministic rules analyst ({RULES_MODEL}, not an LLM)"
-    needed = ("sma_20", "sma_50", "macd_hist", "rsi_14", "atr_14")
+    needed = RULES_INDICATORS
     missing = [key for key in needed if indicators.get(key) is None]
     if missing or not math.isfinite(last_close) or last_close <= 0:
         what = ", ".join(missing) if missing else "a positive last close"

@@ -1,1 +1,35 @@
-"""Software-defined assets: thin wrappers that load, call the domain, record and return."""
+"""Software-defined assets: thin wrappers that load, call the domain, record and return.
+
+Every asset is built per strategy by ``build_strategy_assets``: the same graph, keyed
+``[strategy_id, name]`` in the strategy's own group and partitions.
+"""
+
+import dagster as dg
+
+from ibkr_assets.strategies.config import StrategyConfig
+
+
+def build_strategy_assets(
+    strategy: StrategyConfig,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """``strategy``'s assets (market data through portfolio snapshot) and its quality checks."""
+    from ibkr_assets.assets.charts import build_chart_asset
+    from ibkr_assets.assets.indicators import build_indicators
+    from ibkr_assets.assets.llm_analysis import build_llm_analysis
+    from ibkr_assets.assets.market_data import build_market_data
+    from ibkr_assets.assets.orders import build_order
+    from ibkr_assets.assets.portfolio import build_portfolio_snapshot
+    from ibkr_assets.assets.quality_checks import build_market_data_quality
+    from ibkr_assets.assets.trading_signal import build_trading_signal
+
+    assets = [
+        build_market_data(strategy),
+        build_indicators(strategy),
+        build_chart_asset(strategy, "daily"),
+        build_chart_asset(strategy, "weekly"),
+        build_llm_analysis(strategy),
+        build_trading_signal(strategy),
+        build_order(strategy),
+        build_portfolio_snapshot(strategy),
+    ]
+    return assets, [build_market_data_quality(strategy)]

@@ -13,27 +13,28 @@ from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
-from ibkr_assets.domain.indicators import compute_indicators
+from ibkr_assets.domain.indicators import compute_indicators, only_indicators
 from ibkr_assets.domain.resample import weekly_bars
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.charts import ChartsResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.strategies.config import StrategyConfig
 
 
-def _frame_for(timeframe: str, indicators: IndicatorSet):
+def _frame_for(timeframe: str, indicators: IndicatorSet, wanted: list[str]):
     if timeframe == "daily":
         return indicators.frame
-    return compute_indicators(weekly_bars(indicators.frame[BAR_COLUMNS]))
+    return only_indicators(compute_indicators(weekly_bars(indicators.frame[BAR_COLUMNS])), wanted)
 
 
-def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
+def build_chart_asset(strategy: StrategyConfig, timeframe: str) -> dg.AssetsDefinition:
     name = f"{timeframe}_chart"
 
     @workflow_asset(
+        strategy,
         name=name,
-        group_name="analysis",
         kinds={"matplotlib"},
         description=f"{timeframe.capitalize()} candlestick chart with volume, SMA20/50, Bollinger, RSI and MACD panels.",
     )
@@ -47,7 +48,7 @@ def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
     ) -> dg.Output[dict]:
         from ibkr_assets.charts.render import ChartSpec, render_many
 
-        recorder = lineage.recorder(context, name)
+        recorder = lineage.recorder(context, name, strategy.id)
         tracker = mlflow.get_tracker()
         values: dict[str, ChartImage | Skipped] = {}
         jobs, keys = [], []
@@ -64,7 +65,7 @@ def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
                 width_px=charts.width_px,
                 height_px=charts.height_px,
             )
-            jobs.append((_frame_for(timeframe, ind), spec))
+            jobs.append((_frame_for(timeframe, ind, strategy.indicator_columns), spec))
             keys.append(key)
         rendered = render_many(jobs, workers=charts.workers)
         for key, chart in zip(keys, rendered, strict=True):
@@ -80,10 +81,11 @@ def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
         refs: dict[str, dict] = {}
         for key in context.partition_keys:
             value = values[key]
-            ref = refs[key] = object_ref(object_store, name, key, value)
+            ref = refs[key] = object_ref(object_store, strategy.id, name, key, value)
             output = {**value.summary(), "object": ref}
             if isinstance(value, ChartImage):
                 run_id = tracker.run_for_partition(
+                    strategy_id=strategy.id,
                     symbol=value.symbol,
                     partition_key=key,
                     execution_id=recorder.base["execution_id"],
@@ -104,7 +106,7 @@ def build_chart_asset(timeframe: str) -> dg.AssetsDefinition:
                         "bars_count": value.bars_count,
                     },
                     mlflow_run_id=run_id,
-                    mlflow_experiment_id=tracker.experiment_id(value.symbol),
+                    mlflow_experiment_id=tracker.experiment_id(strategy.id, value.symbol),
                 )
             recorder.add(
                 key,
@@ -131,7 +133,3 @@ def _metadata(values, row_ids, refs, name) -> dict:
             meta["chart"] = dg.MetadataValue.md(f"![{name} {key}](data:image/png;base64,{encoded})")
             meta["image_uri"] = dg.MetadataValue.url(refs[key]["uri"])
     return meta
-
-
-daily_chart = build_chart_asset("daily")
-weekly_chart = build_chart_asset("weekly")

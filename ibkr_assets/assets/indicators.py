@@ -7,36 +7,51 @@ import dagster as dg
 from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.assets.quality_checks import report_for
 from ibkr_assets.domain.indicator_set import IndicatorSet
-from ibkr_assets.domain.indicators import compute_indicators, latest_values
+from ibkr_assets.domain.indicators import compute_indicators, latest_values, only_indicators
 from ibkr_assets.domain.market_data import MarketDataWindow
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.strategies.config import StrategyConfig
 
 
-@workflow_asset(
-    group_name="market",
-    kinds={"pandas"},
-)
-def indicators(
+def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_asset(strategy, name="indicators", kinds={"pandas"})
+    def indicators(
+        context: dg.AssetExecutionContext,
+        market_data: dict[str, MarketDataWindow],
+        market_data_source: MarketDataResource,
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+    ) -> dg.Output[dict[str, IndicatorSet]]:
+        """The strategy's indicators over the market-data window (TA-Lib definitions, in pandas).
+
+        A partition whose market data fails a quality gate is not computed: it is recorded as
+        ``blocked`` with the reason, even when the blocking checks were not part of this run.
+        """
+        return _materialize(
+            context, market_data, market_data_source.for_strategy(strategy), object_store,
+            lineage, strategy,
+        )  # fmt: skip
+
+    return indicators
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
     market_data: dict[str, MarketDataWindow],
     market_data_source: MarketDataResource,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
+    strategy: StrategyConfig,
 ) -> dg.Output[dict[str, IndicatorSet]]:
-    """Indicators over the market-data window (TA-Lib definitions, computed in plain pandas).
-
-    A partition whose market data fails a quality gate is not computed: it is recorded as
-    ``blocked`` with the reason, even when the blocking checks were not part of this run.
-    """
-    recorder = lineage.recorder(context, "indicators")
+    recorder = lineage.recorder(context, "indicators", strategy.id)
     results: dict[str, IndicatorSet] = {}
     for key in context.partition_keys:
         window = market_data[key]
         started = time.perf_counter()
-        result = _indicators_for(window, market_data_source)
-        ref = object_ref(object_store, "indicators", key, result)
+        result = _indicators_for(window, market_data_source, strategy.indicator_columns)
+        ref = object_ref(object_store, strategy.id, "indicators", key, result)
         status = {"ok": "success"}.get(result.status, result.status)
         recorder.add(
             key,
@@ -62,7 +77,9 @@ def indicators(
     return dg.Output(results, metadata=meta)
 
 
-def _indicators_for(window: MarketDataWindow, cfg: MarketDataResource) -> IndicatorSet:
+def _indicators_for(
+    window: MarketDataWindow, cfg: MarketDataResource, wanted: list[str]
+) -> IndicatorSet:
     empty = window.bars.iloc[0:0]
     if not window.is_tradable:
         return IndicatorSet(
@@ -77,5 +94,5 @@ def _indicators_for(window: MarketDataWindow, cfg: MarketDataResource) -> Indica
             status="blocked",
             reason=f"quality gate failed: {report.reason()}",
         )
-    frame = compute_indicators(window.bars)
+    frame = only_indicators(compute_indicators(window.bars), wanted)
     return IndicatorSet(window.symbol, window.as_of, frame, latest=latest_values(frame))

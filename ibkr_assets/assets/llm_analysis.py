@@ -16,13 +16,35 @@ from ibkr_assets.resources.analyst import AnalystResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.strategies.config import StrategyConfig
 
 
-@workflow_asset(
-    group_name="analysis",
-    kinds={"openai"},
-)
-def llm_analysis(
+def build_llm_analysis(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_asset(strategy, name="llm_analysis", kinds={"openai"})
+    def llm_analysis(
+        context: dg.AssetExecutionContext,
+        indicators: dict[str, IndicatorSet],
+        daily_chart: dict,
+        weekly_chart: dict,
+        analyst: AnalystResource,
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+        mlflow: MlflowResource,
+    ) -> dg.Output[dict]:
+        """Prompt (versioned template), response, model, tokens, cost and latency per partition.
+
+        Malformed output, schema violations, refusals and exhausted retries fail closed: the
+        proposal is HOLD and the raw response and the error are kept.
+        """
+        return _materialize(
+            context, indicators, daily_chart, weekly_chart, analyst.for_strategy(strategy),
+            object_store, lineage, mlflow, strategy.id,
+        )  # fmt: skip
+
+    return llm_analysis
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
     indicators: dict[str, IndicatorSet],
     daily_chart: dict,
@@ -31,17 +53,13 @@ def llm_analysis(
     object_store: ObjectStoreResource,
     lineage: LineageResource,
     mlflow: MlflowResource,
+    strategy_id: str,
 ) -> dg.Output[dict]:
-    """Prompt (versioned template), response, model, tokens, cost and latency per partition.
-
-    Malformed output, schema violations, refusals and exhausted retries fail closed: the
-    proposal is HOLD and the raw response and the error are kept.
-    """
     from ibkr_assets.analysis.analysts import AnalysisRequest
     from ibkr_assets.analysis.cache import ReplayMissError, ResponseCache, analyze
     from ibkr_assets.analysis.prompts import render_prompt
 
-    recorder = lineage.recorder(context, "llm_analysis")
+    recorder = lineage.recorder(context, "llm_analysis", strategy_id)
     tracker = mlflow.get_tracker()
     chosen = analyst.get_analyst()
     template = analyst.get_template()
@@ -91,7 +109,7 @@ def llm_analysis(
                 input_data={"indicators": indicators[key].summary()},
                 output_data={
                     **skipped.summary(),
-                    "object": object_ref(object_store, "llm_analysis", key, skipped),
+                    "object": object_ref(object_store, strategy_id, "llm_analysis", key, skipped),
                 },
             )
             continue
@@ -111,8 +129,9 @@ def llm_analysis(
             recorder.add(key, status="error", input_data=inputs, output_data={}, error=str(result))
             continue
         values[key] = result
-        ref = object_ref(object_store, "llm_analysis", key, result)
+        ref = object_ref(object_store, strategy_id, "llm_analysis", key, result)
         run_id = tracker.run_for_partition(
+            strategy_id=strategy_id,
             symbol=request.symbol,
             partition_key=key,
             execution_id=recorder.base["execution_id"],
@@ -164,7 +183,7 @@ def llm_analysis(
                 for k in ("signal_action", "valid", "error", "cache_hit", "cost_usd", "provider")
             },
             mlflow_run_id=run_id,
-            mlflow_experiment_id=tracker.experiment_id(request.symbol),
+            mlflow_experiment_id=tracker.experiment_id(strategy_id, request.symbol),
         )
     row_ids = recorder.flush()
     if misses:

@@ -14,30 +14,43 @@ from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.sources.base import EmptyWindowError, MarketDataError
+from ibkr_assets.strategies.config import StrategyConfig
 
 
-@workflow_asset(
-    group_name="market",
-    kinds={"pandas"},
-)
-def market_data(
+def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_asset(strategy, name="market_data", kinds={"pandas"})
+    def market_data(
+        context: dg.AssetExecutionContext,
+        market_data_source: MarketDataResource,
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+    ) -> dg.Output[dict[str, MarketDataWindow]]:
+        """Daily OHLCV bars ending at the partition date (never a bar after it).
+
+        A date that is not an exchange session materializes as ``market_closed``: no bars, and
+        nothing downstream acts on it.
+        """
+        return _materialize(
+            context, market_data_source.for_strategy(strategy), object_store, lineage, strategy.id
+        )
+
+    return market_data
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
     market_data_source: MarketDataResource,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
+    strategy_id: str,
 ) -> dg.Output[dict[str, MarketDataWindow]]:
-    """Daily OHLCV bars ending at the partition date (never a bar after it).
-
-    A date that is not an exchange session materializes as ``market_closed``: no bars, and
-    nothing downstream acts on it.
-    """
     source = PrefetchedSource(
         market_data_source.get_source(),
         context.partition_keys,
         market_data_source.lookback_bars,
         market_data_source.calendar,
     )
-    recorder = lineage.recorder(context, "market_data")
+    recorder = lineage.recorder(context, "market_data", strategy_id)
     windows: dict[str, MarketDataWindow] = {}
     failures: dict[str, str] = {}
     for key in context.partition_keys:
@@ -64,7 +77,7 @@ def market_data(
                 duration_ms=_ms(started),
             )
             continue
-        ref = object_ref(object_store, "market_data", key, window)
+        ref = object_ref(object_store, strategy_id, "market_data", key, window)
         summary = window.summary()
         recorder.add(
             key,

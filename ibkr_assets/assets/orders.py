@@ -24,13 +24,30 @@ from ibkr_assets.resources.broker import BrokerResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.storage.order_records import OrderRecords
+from ibkr_assets.strategies.config import StrategyConfig
 
 
-@workflow_asset(
-    group_name="trading",
-    kinds={"ibkr"},
-)
-def order(
+def build_order(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_asset(strategy, name="order", kinds={"ibkr"})
+    def order(
+        context: dg.AssetExecutionContext,
+        trading_signal: dict,
+        indicators: dict[str, IndicatorSet],
+        broker: BrokerResource,
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+    ) -> dg.Output[dict]:
+        """BUY with no position: bracket buy sized by risk. SELL with a position: close it.
+        HOLD, not actionable, kill switch: no order, and the row says why."""
+        return _materialize(
+            context, trading_signal, indicators, broker.for_strategy(strategy), object_store,
+            lineage,
+        )  # fmt: skip
+
+    return order
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
     trading_signal: dict,
     indicators: dict[str, IndicatorSet],
@@ -38,9 +55,7 @@ def order(
     object_store: ObjectStoreResource,
     lineage: LineageResource,
 ) -> dg.Output[dict]:
-    """BUY with no position: bracket buy sized by risk. SELL with a position: close it.
-    HOLD, not actionable, kill switch: no order, and the row says why."""
-    recorder = lineage.recorder(context, "order")
+    recorder = lineage.recorder(context, "order", broker.account)
     records = OrderRecords(broker.database_url)
     records.create_schema()
     strategy = broker.account
@@ -85,7 +100,7 @@ def _order_for(
             input_data={"trading_signal": signal.summary()},
             output_data={
                 **signal.summary(),
-                "object": object_ref(object_store, "order", key, signal),
+                "object": object_ref(object_store, strategy, "order", key, signal),
             },
             metadata={"mode": mode},
         )
@@ -158,7 +173,7 @@ def _order_for(
     )
     if decision.reason.startswith("kill switch"):
         context.log.warning(f"{key}: {decision.reason}")
-    ref_obj = object_ref(object_store, "order", key, outcome)
+    ref_obj = object_ref(object_store, strategy, "order", key, outcome)
     data = outcome.model_dump(mode="json")
     recorder.add(key, status="success", input_data=inputs, output_data={**data, "object": ref_obj},
                  metadata={"mode": mode})  # fmt: skip

@@ -13,6 +13,7 @@ from ibkr_assets.resources.broker import BrokerResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.strategies.config import StrategyConfig
 
 
 class PortfolioInvariantError(Exception):
@@ -33,22 +34,45 @@ def check_invariants(snap: PortfolioSnapshot, allow_short: bool) -> list[str]:
     return problems
 
 
-@workflow_asset(
-    partitions_def=date_partitions,
-    group_name="trading",
-    # After a scheduled day, each symbol's order updates the date's snapshot (the daemon's
-    # automation sensor runs it); backfills run portfolio_job for the range instead.
-    automation_condition=dg.AutomationCondition.eager(),
-    ins={
-        "order": dg.AssetIn(
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
-                partition_dimension_name="date"
-            ),
-            metadata={"allow_missing_partitions": True},
+def build_portfolio_snapshot(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_asset(
+        strategy,
+        name="portfolio_snapshot",
+        partitions_def=date_partitions,
+        # After a scheduled day, each symbol's order updates the date's snapshot (the daemon's
+        # automation sensor runs it); backfills run the portfolio job for the range instead.
+        automation_condition=dg.AutomationCondition.eager(),
+        ins={
+            "order": dg.AssetIn(
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                    partition_dimension_name="date"
+                ),
+                metadata={"allow_missing_partitions": True},
+            )
+        },
+    )
+    def portfolio_snapshot(
+        context: dg.AssetExecutionContext,
+        order: dict,
+        broker: BrokerResource,
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+        mlflow: MlflowResource,
+    ) -> dg.Output[dict]:
+        """The strategy account's cash, positions, market value, equity, realized/unrealized
+        P&L and exposure per date.
+
+        Invariants are checked before anything is recorded: cash + market value = equity, and
+        no negative position unless shorting is configured.
+        """
+        return _materialize(
+            context, order, broker.for_strategy(strategy), object_store, lineage, mlflow
         )
-    },
-)
-def portfolio_snapshot(
+
+    return portfolio_snapshot
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
     order: dict,
     broker: BrokerResource,
@@ -56,12 +80,8 @@ def portfolio_snapshot(
     lineage: LineageResource,
     mlflow: MlflowResource,
 ) -> dg.Output[dict]:
-    """Cash, positions, market value, equity, realized/unrealized P&L and exposure per date.
-
-    Invariants are checked before anything is recorded: cash + market value = equity, and no
-    negative position unless shorting is configured.
-    """
-    recorder = lineage.recorder(context, "portfolio_snapshot")
+    strategy_id = broker.account
+    recorder = lineage.recorder(context, "portfolio_snapshot", strategy_id)
     tracker = mlflow.get_tracker()
     values: dict[str, PortfolioSnapshot] = {}
     for day_key in sorted(context.partition_keys):
@@ -85,11 +105,12 @@ def portfolio_snapshot(
             recorder.flush()
             raise PortfolioInvariantError(f"portfolio {day_key}: " + "; ".join(problems))
         values[day_key] = snap
-        ref = object_ref(object_store, "portfolio_snapshot", day_key, snap)
+        ref = object_ref(object_store, strategy_id, "portfolio_snapshot", day_key, snap)
         data = snap.model_dump(mode="json")
         run_ids = {}
         for key, outcome in outcomes.items():
             run_id = tracker.run_for_partition(
+                strategy_id=strategy_id,
                 symbol=outcome.symbol,
                 partition_key=key,
                 execution_id=recorder.base["execution_id"],

@@ -10,9 +10,10 @@ import dagster as dg
 
 from ibkr_assets.domain.market_data import MarketDataWindow
 from ibkr_assets.domain.quality import GATES, QualityReport, validate_window
-from ibkr_assets.partitions import daily_symbol_partitions
+from ibkr_assets.partitions import strategy_partitions
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
+from ibkr_assets.strategies.config import StrategyConfig
 
 GATE_DESCRIPTIONS = {
     "required_columns": "Date, Open, High, Low, Close and Volume are present",
@@ -38,26 +39,45 @@ def report_for(window: MarketDataWindow, cfg: MarketDataResource) -> QualityRepo
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            name=gate,
-            asset="market_data",
-            description=GATE_DESCRIPTIONS[gate],
-            blocking=True,
-            partitions_def=daily_symbol_partitions,
+def build_market_data_quality(strategy: StrategyConfig) -> dg.AssetChecksDefinition:
+    asset_key = dg.AssetKey([strategy.id, "market_data"])
+
+    @dg.multi_asset_check(
+        name=f"{strategy.id}_market_data_quality",
+        specs=[
+            dg.AssetCheckSpec(
+                name=gate,
+                asset=asset_key,
+                description=GATE_DESCRIPTIONS[gate],
+                blocking=True,
+                partitions_def=strategy_partitions(strategy.id),
+            )
+            for gate in GATES
+        ],
+        can_subset=False,
+        ins={"market_data": dg.AssetIn(key=asset_key)},
+    )
+    def market_data_quality(
+        context: dg.AssetCheckExecutionContext,
+        market_data: dict[str, MarketDataWindow],
+        market_data_source: MarketDataResource,
+        lineage: LineageResource,
+    ) -> Iterator[dg.AssetCheckResult]:
+        yield from _evaluate(
+            context, market_data, market_data_source.for_strategy(strategy), lineage, strategy.id
         )
-        for gate in GATES
-    ],
-    can_subset=False,
-)
-def market_data_quality(
+
+    return market_data_quality
+
+
+def _evaluate(
     context: dg.AssetCheckExecutionContext,
     market_data: dict[str, MarketDataWindow],
     market_data_source: MarketDataResource,
     lineage: LineageResource,
+    strategy_id: str,
 ) -> Iterator[dg.AssetCheckResult]:
-    recorder = lineage.recorder(context, "market_data_quality")
+    recorder = lineage.recorder(context, "market_data_quality", strategy_id)
     reports: dict[str, QualityReport] = {}
     for key, window in market_data.items():
         report = report_for(window, market_data_source)
@@ -81,7 +101,7 @@ def market_data_quality(
     for index, gate in enumerate(GATES):
         failed = {k: r.gates[index] for k, r in reports.items() if not r.gates[index].passed}
         yield dg.AssetCheckResult(
-            asset_key="market_data",
+            asset_key=dg.AssetKey([strategy_id, "market_data"]),
             check_name=gate,
             passed=not failed,
             severity=dg.AssetCheckSeverity.ERROR,

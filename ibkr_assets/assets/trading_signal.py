@@ -4,35 +4,50 @@ import dagster as dg
 
 from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.indicator_set import IndicatorSet
-from ibkr_assets.domain.signal import TradingSignal, build_signal
+from ibkr_assets.domain.signal import SignalRules, TradingSignal, build_signal
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
-from ibkr_assets.resources.signal_rules import SignalRulesResource
+from ibkr_assets.strategies.config import StrategyConfig
 
 
-@workflow_asset(
-    group_name="analysis",
-    kinds={"pydantic"},
-)
-def trading_signal(
+def build_trading_signal(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_asset(strategy, name="trading_signal", kinds={"pydantic"})
+    def trading_signal(
+        context: dg.AssetExecutionContext,
+        llm_analysis: dict,
+        indicators: dict[str, IndicatorSet],
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+        mlflow: MlflowResource,
+    ) -> dg.Output[dict]:
+        """BUY / SELL / HOLD with confidence, entry, stop, take-profit and R:R.
+
+        A proposal that fails a sanity check of the strategy's ``risk`` (stop or target on the
+        wrong side, R:R below the minimum, entry too far from the last close, low confidence)
+        becomes HOLD with the reasons.
+        """
+        return _materialize(
+            context, llm_analysis, indicators, object_store, lineage, mlflow, strategy.id,
+            strategy.risk.signal_rules(),
+        )  # fmt: skip
+
+    return trading_signal
+
+
+def _materialize(
     context: dg.AssetExecutionContext,
     llm_analysis: dict,
     indicators: dict[str, IndicatorSet],
-    signal_rules: SignalRulesResource,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
     mlflow: MlflowResource,
+    strategy_id: str,
+    rules: SignalRules,
 ) -> dg.Output[dict]:
-    """BUY / SELL / HOLD with confidence, entry, stop, take-profit and R:R.
-
-    A proposal that fails a sanity check (stop or target on the wrong side, R:R below the
-    minimum, entry too far from the last close, low confidence) becomes HOLD with the reasons.
-    """
-    recorder = lineage.recorder(context, "trading_signal")
+    recorder = lineage.recorder(context, "trading_signal", strategy_id)
     tracker = mlflow.get_tracker()
-    rules = signal_rules.rules()
     values: dict[str, TradingSignal | Skipped] = {}
     mlflow_runs: dict[str, str] = {}
     for key in context.partition_keys:
@@ -45,7 +60,9 @@ def trading_signal(
                 input_data={"llm_analysis": analysis.summary()},
                 output_data={
                     **analysis.summary(),
-                    "object": object_ref(object_store, "trading_signal", key, analysis),
+                    "object": object_ref(
+                        object_store, strategy_id, "trading_signal", key, analysis
+                    ),
                 },
             )
             continue
@@ -58,9 +75,10 @@ def trading_signal(
             rules=rules,
         )
         values[key] = signal
-        ref = object_ref(object_store, "trading_signal", key, signal)
+        ref = object_ref(object_store, strategy_id, "trading_signal", key, signal)
         data = signal.model_dump(mode="json")
         run_id = tracker.run_for_partition(
+            strategy_id=strategy_id,
             symbol=signal.symbol,
             partition_key=key,
             execution_id=recorder.base["execution_id"],
@@ -104,7 +122,7 @@ def trading_signal(
             model_name=analysis.model,
             metadata={"is_actionable": signal.is_actionable, "rejections": signal.rejections},
             mlflow_run_id=run_id,
-            mlflow_experiment_id=tracker.experiment_id(signal.symbol),
+            mlflow_experiment_id=tracker.experiment_id(strategy_id, signal.symbol),
         )
     row_ids = recorder.flush()
     signals = [v for v in values.values() if isinstance(v, TradingSignal)]

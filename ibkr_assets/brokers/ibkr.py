@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LIMITS_REQUIRED = "live trading needs IBKR_ASSETS_MAX_NOTIONAL and IBKR_ASSETS_MAX_POSITION"
+LIMITS_REQUIRED = "live trading needs the strategy's risk.max_notional and risk.max_position"
 # The prefix every order_ref of this project starts with: orders without it are not ours.
 REF_PREFIX = order_ref("s", "X", dt.date(2000, 1, 1)).split(":", 1)[0] + ":"
 # ib_async's markers for "no value" (ib_async.util.UNSET_DOUBLE / UNSET_INTEGER).
@@ -223,7 +223,7 @@ class IbkrBroker:
         if self.max_notional is not None and notional > self.max_notional:
             raise BrokerError(
                 f"{ref}: notional {notional:,.2f} ({request.quantity} x {request.entry_price:g}) "
-                f"exceeds max_notional {self.max_notional:,.2f} (IBKR_ASSETS_MAX_NOTIONAL); "
+                f"exceeds max_notional {self.max_notional:,.2f} (the strategy's risk.max_notional); "
                 "nothing was sent"
             )
         if self.max_position is not None:
@@ -233,7 +233,7 @@ class IbkrBroker:
                 raise BrokerError(
                     f"{ref}: {request.side} {request.quantity} {request.symbol} would make the "
                     f"position {after}, beyond max_position {self.max_position} "
-                    "(IBKR_ASSETS_MAX_POSITION); nothing was sent"
+                    "(the strategy's risk.max_position); nothing was sent"
                 )
 
     def _check_account(self) -> None:

@@ -92,6 +92,17 @@ _ONES = np.ones(_BLOCK)
 _UPPER_ONES = np.triu(np.ones((_BLOCK, _BLOCK)))  # (x @ _UPPER_ONES)[:, j] == x[:, : j + 1].sum(1)
 
 
+def only_indicators(frame: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
+    """``frame`` with every indicator column not in ``wanted`` set to NaN (the columns stay, so
+    every frame has one shape; a chart draws, and an analyst reads, only what is finite)."""
+    unwanted = [column for column in INDICATOR_COLUMNS if column not in wanted]
+    if not unwanted:
+        return frame
+    frame = frame.copy()
+    frame[unwanted] = np.nan
+    return frame
+
+
 def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     """The bar frame plus one float column per name in ``INDICATOR_COLUMNS``, same rows.
 

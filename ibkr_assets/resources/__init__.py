@@ -1,7 +1,9 @@
 """Resources for the chosen deployment, built in one place from the settings.
 
 Assets never ask which deployment they run in: they receive typed resources, and this module
-decides (from environment variables) which concrete store, database and source those are.
+decides (from environment variables) which concrete store, database and gateway those are.
+What a strategy chooses (data source, analyst, risk limits, broker) is applied per strategy by
+each resource's ``for_strategy``; the defaults below are only placeholders for it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource
-from ibkr_assets.resources.signal_rules import SignalRulesResource
 from ibkr_assets.settings import Settings
 
 
@@ -42,9 +43,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
             database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url)
         ),
         "market_data_source": MarketDataResource(
-            source=settings.market_data_source,
-            lookback_bars=settings.lookback_bars,
-            calendar=settings.calendar,
             max_stale_sessions=settings.max_stale_sessions,
             csv_dir=str(os.path.abspath(settings.csv_dir)),
             stock_data_url=_secret("IBKR_ASSETS_STOCK_DATA_URL", settings.stock_data_url),
@@ -54,42 +52,22 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "charts": ChartsResource(workers=settings.chart_workers),
         "analyst": AnalystResource(
-            provider=settings.analyst,
-            model=settings.llm_model,
-            base_url=settings.llm_base_url,
             api_key=_secret("OPENAI_API_KEY", None),
             timeout_s=settings.llm_timeout_s,
             max_retries=settings.llm_max_retries,
             price_per_mtok_in=settings.llm_price_in,
             price_per_mtok_out=settings.llm_price_out,
-            template_id=settings.prompt_template,
-            template_version=settings.prompt_version,
             cache_mode=settings.llm_cache_mode,
             concurrency=settings.llm_concurrency,
             requests_per_minute=settings.llm_requests_per_minute,
         ),
-        "signal_rules": SignalRulesResource(
-            min_risk_reward=settings.min_risk_reward,
-            max_entry_distance_pct=settings.max_entry_distance_pct,
-            min_confidence=settings.min_confidence,
-        ),
         "broker": BrokerResource(
-            kind=settings.broker,
             live=settings.live_trading == "yes",
             database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url),
-            account=settings.strategy,
-            starting_cash=settings.paper_starting_cash,
             commission_per_share=settings.commission_per_share,
             commission_min=settings.commission_min,
             commission_max_pct=settings.commission_max_pct,
-            risk_per_trade_pct=settings.risk_per_trade_pct,
-            max_position_pct=settings.max_position_pct,
-            max_notional=settings.max_notional,
-            max_position=settings.max_position,
-            min_confidence=settings.min_confidence,
-            allow_short=settings.allow_short,
             kill_switch_file=str(settings.kill_switch_path),
-            calendar=settings.calendar,
             ibkr_host=settings.ibkr_host,
             ibkr_port=settings.ibkr_port,
             ibkr_client_id=settings.ibkr_order_client_id,

@@ -8,6 +8,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ibkr_assets.resources.strategy_copies import copy_for_strategy
+from ibkr_assets.strategies.config import StrategyConfig
+
 
 class AnalystResource(dg.ConfigurableResource):
     """``provider="rules"`` (deterministic, not an LLM; the offline default) or ``"openai"``
@@ -32,6 +35,20 @@ class AnalystResource(dg.ConfigurableResource):
     requests_per_minute: float = 0.0  # 0: no limit beyond ``concurrency``
 
     _analyst: object | None = PrivateAttr(default=None)
+    _copies: dict = PrivateAttr(default_factory=dict)
+
+    def for_strategy(self, strategy: StrategyConfig) -> AnalystResource:
+        """The strategy's analyst and prompt; credentials, retries, cache and limits stay ours."""
+        return copy_for_strategy(
+            self,
+            self._copies,
+            strategy.id,
+            provider=strategy.analyst.provider,
+            model=strategy.analyst.model,
+            base_url=strategy.analyst.base_url,
+            template_id=strategy.prompt.template,
+            template_version=strategy.prompt.version,
+        )
 
     def get_analyst(self):
         if self._analyst is None:

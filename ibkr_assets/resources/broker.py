@@ -18,6 +18,8 @@ from pydantic import PrivateAttr
 from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, last_session_on_or_before
 from ibkr_assets.domain.commissions import CommissionModel
 from ibkr_assets.domain.sizing import RiskLimits
+from ibkr_assets.resources.strategy_copies import copy_for_strategy
+from ibkr_assets.strategies.config import StrategyConfig
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -30,7 +32,11 @@ def current_session(calendar: str = DEFAULT_CALENDAR, now: dt.datetime | None = 
 
 class BrokerResource(dg.ConfigurableResource):
     """``kind="paper"`` (default) or ``"ibkr"`` (IB Gateway/TWS at host:port; paper account unless
-    ``live`` is set, which also needs ``max_notional`` and ``max_position``)."""
+    ``live`` is set, which also needs ``max_notional`` and ``max_position``).
+
+    The broker kind, account, starting cash and risk limits are each strategy's
+    (``for_strategy``: the account is the strategy id); live opt-in, commissions, the kill switch
+    and the gateway belong to the deployment."""
 
     kind: Literal["paper", "ibkr"] = "paper"
     live: bool = False
@@ -53,9 +59,30 @@ class BrokerResource(dg.ConfigurableResource):
     ibkr_client_id: int = 18
 
     _brokers: dict = PrivateAttr(default_factory=dict)
+    _copies: dict = PrivateAttr(default_factory=dict)
+
+    def for_strategy(self, strategy: StrategyConfig) -> BrokerResource:
+        risk = strategy.risk
+        return copy_for_strategy(
+            self,
+            self._copies,
+            strategy.id,
+            kind=strategy.broker.kind,
+            account=strategy.id,
+            starting_cash=strategy.broker.starting_cash,
+            risk_per_trade_pct=risk.risk_per_trade_pct,
+            max_position_pct=risk.max_position_pct,
+            max_notional=risk.max_notional,
+            max_position=risk.max_position,
+            min_confidence=risk.min_confidence,
+            allow_short=risk.allow_short,
+            calendar=strategy.schedule.calendar,
+        )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """Disconnect from IB Gateway/TWS at the end of the run (the simulator holds nothing)."""
+        for copy in self._copies.values():
+            copy.teardown_after_execution(context)
         for broker in self._brokers.values():
             if hasattr(broker, "disconnect"):
                 broker.disconnect()

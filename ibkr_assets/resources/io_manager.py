@@ -23,13 +23,20 @@ from ibkr_assets.storage.object_store import get_verified, put_versioned
 VERSIONS_METADATA_KEY = "object_versions"
 
 
+def _strategy_and_asset(key: dg.AssetKey) -> tuple[str, str]:
+    """``AssetKey(["momentum", "market_data"])`` -> ``("momentum", "market_data")``."""
+    if len(key.path) != 2:
+        raise dg.Failure(f"{key.to_user_string()} is not a strategy's asset (STRATEGY/NAME)")
+    return key.path[0], key.path[1]
+
+
 class ObjectStoreIOManager(dg.ConfigurableIOManager):
     object_store: ObjectStoreResource
 
     def handle_output(self, context: dg.OutputContext, obj: Mapping[str, Any] | None) -> None:
         if obj is None:
             return
-        asset = context.asset_key.path[-1]
+        strategy_id, asset = _strategy_and_asset(context.asset_key)
         expected = list(context.asset_partition_keys)
         missing = [k for k in expected if k not in obj]
         if missing:
@@ -38,13 +45,13 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         versions: dict[str, dict[str, Any]] = {}
         for key in expected:
             day, symbol = split_any(key)
-            planned = layout.plan(asset, symbol, day, obj[key])
+            planned = layout.plan(strategy_id, asset, symbol, day, obj[key])
             stored = put_versioned(store, planned.key, planned.data, planned.content_type)
             versions[key] = {**stored.to_json(), "version_key": stored.version_key}
         context.add_output_metadata({VERSIONS_METADATA_KEY: dg.MetadataValue.json(versions)})
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
-        asset = context.asset_key.path[-1]
+        _, asset = _strategy_and_asset(context.asset_key)
         wanted = list(context.asset_partition_keys)
         versions = _latest_versions(context.instance, context.asset_key, wanted)
         absent = [k for k in wanted if k not in versions]

@@ -34,20 +34,24 @@ class LineageResource(dg.ConfigurableResource):
         return self._store
 
     def recorder(
-        self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, step: str
+        self,
+        context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+        step: str,
+        strategy_id: str,
     ) -> StepRecorder:
-        return StepRecorder(context, self.get_store(), step)
+        return StepRecorder(context, self.get_store(), step, strategy_id)
 
 
 class StepRecorder:
     """Lineage and artifact rows for one step of one run, written together by ``flush``."""
 
-    def __init__(self, context: Any, store: LineageStore, step: str) -> None:
+    def __init__(self, context: Any, store: LineageStore, step: str, strategy_id: str) -> None:
         run = context.run
         self.store = store
         self.step = step
         self.base = {
             "workflow_id": run.job_name,
+            "strategy_id": strategy_id,
             "execution_id": run.root_run_id or run.run_id,
             "run_id": run.run_id,
             "step_name": step,

@@ -8,11 +8,17 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from ibkr_assets.domain.calendar import DEFAULT_CALENDAR
+from ibkr_assets.resources.strategy_copies import copy_for_strategy
 from ibkr_assets.sources.base import BarSource
+from ibkr_assets.strategies.config import StrategyConfig
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """``source``: ``sample`` (synthetic, offline default), ``csv``, ``postgres`` or ``ibkr``."""
+    """``source``: ``sample`` (synthetic, offline default), ``csv``, ``postgres`` or ``ibkr``.
+
+    ``source``, ``lookback_bars`` and ``calendar`` are each strategy's (``for_strategy``); the
+    rest (where CSV files and databases are, the gateway) belongs to the deployment.
+    """
 
     source: Literal["sample", "csv", "postgres", "ibkr"] = "sample"
     lookback_bars: int = 200
@@ -25,6 +31,17 @@ class MarketDataResource(dg.ConfigurableResource):
     ibkr_client_id: int = 17
 
     _source: BarSource | None = PrivateAttr(default=None)
+    _copies: dict = PrivateAttr(default_factory=dict)
+
+    def for_strategy(self, strategy: StrategyConfig) -> MarketDataResource:
+        return copy_for_strategy(
+            self,
+            self._copies,
+            strategy.id,
+            source=strategy.market_data.source,
+            lookback_bars=strategy.market_data.lookback_bars,
+            calendar=strategy.schedule.calendar,
+        )
 
     def get_source(self) -> BarSource:
         if self._source is None:

@@ -39,7 +39,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
 
 def object_ref(
-    resource: ObjectStoreResource, asset: str, partition_key: str, value: Any
+    resource: ObjectStoreResource, strategy_id: str, asset: str, partition_key: str, value: Any
 ) -> dict[str, str]:
     """Where the IO manager will store ``value``: the immutable version's URI and its sha256.
 
@@ -47,7 +47,7 @@ def object_ref(
     the asset points at exactly the object that lands in the store.
     """
     day, symbol = split_any(partition_key)
-    planned = layout.plan(asset, symbol, day, value)
+    planned = layout.plan(strategy_id, asset, symbol, day, value)
     store = resource.get_store()
     vkey = version_key(planned.key, planned.sha256)
     return {"uri": store.uri(vkey), "latest_uri": store.uri(planned.key), "sha256": planned.sha256}

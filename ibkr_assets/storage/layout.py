@@ -1,5 +1,8 @@
 """Where each asset's value lives in the object store (seed 000's layout) and how it is encoded.
 
+Each strategy has its own folder under each top-level folder (``trading-data/momentum/AAPL/...``,
+``ml-experiments/momentum/trading_workflow_AAPL/...``), so strategies never overwrite each other.
+
 One table, ``LAYOUTS``, maps an asset name to its key, its encoding and its value type. JSON is
 canonical (sorted keys, no NaN) and charts are deterministic PNGs, so the same value always
 gives the same bytes and the same sha256. A ``Skipped`` partition (market closed, blocked) is
@@ -114,10 +117,11 @@ def encode(value: Any) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def plan(asset: str, symbol: str | None, day: str, value: Any) -> PlannedObject:
+def plan(strategy_id: str, asset: str, symbol: str | None, day: str, value: Any) -> PlannedObject:
     layout = layout_for(asset)
     data = encode(value)
-    key, content_type = layout.key(symbol, day, value), layout.content_type
+    top, rest = layout.key(symbol, day, value).split("/", 1)
+    key, content_type = f"{top}/{strategy_id}/{rest}", layout.content_type
     if isinstance(value, Skipped):
         key, content_type = f"{key.rsplit('.', 1)[0]}.skipped.json", JSON
     return PlannedObject(key, data, hashlib.sha256(data).hexdigest(), content_type)

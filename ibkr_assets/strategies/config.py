@@ -85,7 +85,7 @@ class MarketDataConfig(_Model):
     """Where the bars come from and how many the indicators see."""
 
     source: Literal["sample", "csv", "postgres", "ibkr"] = "sample"
-    lookback_bars: int = Field(default=200, ge=50, le=5000)
+    lookback_bars: int = Field(default=200, ge=1, le=5000)
     bar_size: Literal["1 day"] = "1 day"
 
 
@@ -256,6 +256,24 @@ class StrategyConfig(_Model):
         if repeated:
             raise ValueError(f"listed more than once: {', '.join(repeated)}")
         return value
+
+    @model_validator(mode="after")
+    def _rules_analyst_has_its_indicators(self) -> StrategyConfig:
+        from ibkr_assets.analysis.analysts import RULES_INDICATORS
+
+        if self.analyst.provider == "rules":
+            have = set(self.indicator_columns)
+            missing = [
+                name
+                for name, columns in INDICATOR_GROUPS.items()
+                if any(c in RULES_INDICATORS for c in columns) and not have.issuperset(columns)
+            ]
+            if missing:
+                raise ValueError(
+                    f"indicators: the rules analyst reads {', '.join(missing)}: add them, or "
+                    "use analyst.provider: openai"
+                )
+        return self
 
     @property
     def indicator_columns(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""MLflow tracking through ``MlflowClient`` only: one run per (partition, execution).
+"""MLflow tracking through ``MlflowClient`` only: one run per (strategy, partition, execution).
 
 Several asset steps of one partition log into the same MLflow run, possibly from different
 processes, so the run is found (or created) by its ``partition_key`` and ``execution_id`` tags
@@ -34,7 +34,7 @@ class TrackingError(RuntimeError):
 
 
 class MlflowTracker:
-    """Experiments ``trading_workflow_{symbol}`` and their per-partition runs.
+    """Experiments ``{strategy_id}/trading_workflow_{symbol}`` and their per-partition runs.
 
     ``artifact_root``: where new experiments keep their artifacts (``<artifact_root>/<name>``); a
     local path or a URI such as ``s3://bucket/prefix``. ``None`` leaves it to the tracking server.
@@ -48,7 +48,7 @@ class MlflowTracker:
         self._run_experiments: dict[str, str] = {}
         # (partition key, execution id) -> (run id, tags it is known to carry): later steps of the
         # same partition in this process skip the tag search (five steps log into one run).
-        self._runs: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        self._runs: dict[tuple[str, str, str], tuple[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -72,12 +72,13 @@ class MlflowTracker:
             return self._client
 
     @staticmethod
-    def experiment_name(symbol: str) -> str:
-        return f"trading_workflow_{symbol}"
+    def experiment_name(strategy_id: str, symbol: str) -> str:
+        """``momentum/trading_workflow_AAPL``: one experiment per strategy and symbol."""
+        return f"{strategy_id}/trading_workflow_{symbol}"
 
-    def experiment_id(self, symbol: str) -> str:
-        """Get or create the symbol's experiment; ids are cached for the life of the process."""
-        name = self.experiment_name(symbol)
+    def experiment_id(self, strategy_id: str, symbol: str) -> str:
+        """Get or create the experiment; ids are cached for the life of the process."""
+        name = self.experiment_name(strategy_id, symbol)
         with self._lock:
             cached = self._experiments.get(name)
         if cached is not None:
@@ -109,6 +110,7 @@ class MlflowTracker:
     def run_for_partition(
         self,
         *,
+        strategy_id: str,
         symbol: str,
         partition_key: str,
         execution_id: str,
@@ -127,10 +129,10 @@ class MlflowTracker:
             raise ValueError(f"partition key {partition_key!r} is not of the form DATE|{symbol}")
         extra = {"dagster_run_id": dagster_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
         with self._lock:
-            cached = self._runs.get((partition_key, execution_id))
+            cached = self._runs.get((strategy_id, partition_key, execution_id))
         if cached and all(cached[1].get(k) == v for k, v in extra.items()):
             return cached[0]
-        experiment_id = self.experiment_id(symbol)
+        experiment_id = self.experiment_id(strategy_id, symbol)
         client = self.client
         with self._guard(f"finding the run of partition {partition_key!r}"):
             existing = self._find_run(experiment_id, partition_key, execution_id)
@@ -140,6 +142,7 @@ class MlflowTracker:
                     run_name=partition_key,
                     tags={
                         "workflow_type": WORKFLOW_TYPE,
+                        "strategy_id": strategy_id,
                         "symbol": symbol,
                         "date": day,
                         "partition_key": partition_key,
@@ -159,7 +162,7 @@ class MlflowTracker:
         with self._lock:
             self._run_experiments[run_id] = experiment_id
             known = cached[1] if cached and cached[0] == run_id else {}
-            self._runs[(partition_key, execution_id)] = (run_id, {**known, **extra})
+            self._runs[(strategy_id, partition_key, execution_id)] = (run_id, {**known, **extra})
         return run_id
 
     def log(
