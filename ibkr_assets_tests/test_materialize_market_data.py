@@ -72,10 +72,11 @@ def test_single_partition_records_lineage_artifacts_and_objects(deployment, inst
     materialization = result.asset_materializations_for_node(node("market_data"))[0]
     assert materialization.metadata["rows"].value == 200
     assert materialization.metadata["lineage_row_ids"].value == {"2025-03-14|AAPL": market["id"]}
-    assert (
-        materialization.metadata["object_versions"].value["2025-03-14|AAPL"]["sha256"]
-        == ref["sha256"]
-    )
+    manifest = materialization.metadata["object_versions"].value  # one per step
+    assert "/manifests/momentum/market_data/" in manifest["uri"]
+    versions = json.loads(_read_uri(manifest["uri"]))
+    assert hashlib.sha256(_read_uri(manifest["uri"])).hexdigest() == manifest["sha256"]
+    assert versions["2025-03-14|AAPL"]["sha256"] == ref["sha256"]
 
 
 def test_indicators_are_computed_from_the_recorded_market_data(deployment, instance, tmp_path):

@@ -129,6 +129,17 @@ def test_buy_becomes_a_bracket_fills_then_sell_closes_and_snapshots_balance(
         a["type"] for a in store.artifact_rows(type="order")
     }
     assert artifact_types == {"portfolio", "order"}
+    # The portfolio value lands in the MLflow run that holds the partition's chart and signal.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("momentum/trading_workflow_AAPL")
+    for day in DAYS:
+        (run,) = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.partition_key = '{day}|AAPL'"
+        )
+        assert run.data.metrics["portfolio_value"] == pytest.approx(snaps[day]["equity"])
+        assert run.data.tags["signal_action"] in ("BUY", "SELL", "HOLD")
 
 
 def test_rerunning_a_partition_never_sends_the_order_twice(stub, instance, tmp_path):

@@ -13,7 +13,7 @@ def build_strategy_assets(
     strategy: StrategyConfig,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     """``strategy``'s assets (market data through portfolio snapshot) and its quality checks."""
-    from ibkr_assets.assets.charts import build_chart_asset
+    from ibkr_assets.assets.charts import build_charts
     from ibkr_assets.assets.indicators import build_indicators
     from ibkr_assets.assets.llm_analysis import build_llm_analysis
     from ibkr_assets.assets.market_data import build_market_data
@@ -25,8 +25,7 @@ def build_strategy_assets(
     assets = [
         build_market_data(strategy),
         build_indicators(strategy),
-        build_chart_asset(strategy, "daily"),
-        build_chart_asset(strategy, "weekly"),
+        build_charts(strategy),
         build_llm_analysis(strategy),
         build_trading_signal(strategy),
         build_order(strategy),

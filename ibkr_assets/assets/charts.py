@@ -1,15 +1,17 @@
 """``daily_chart`` and ``weekly_chart``: mplfinance PNGs of the indicator window.
 
-Both come from one factory; the weekly chart resamples the daily window to weeks ending Friday
-(dated by their last session, so a partial week never looks ahead). A range of partitions is
-drawn in a process pool across the machine's cores.
+Both assets come from one step (a ``multi_asset``): every chart of a partition range, daily
+and weekly, is drawn by one process pool across the machine's cores, and each chart is stored
+(object, MLflow artifact, lineage row) while the pool draws the next ones. The weekly chart
+resamples the daily window to weeks ending Friday (dated by their last session, so a partial
+week never looks ahead).
 """
 
 import base64
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import workflow_multi_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -22,6 +24,9 @@ from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.strategies.config import StrategyConfig
 
+TIMEFRAMES = ("daily", "weekly")
+PANELS = "candlesticks with volume, SMA20/50, Bollinger, RSI and MACD panels"
+
 
 def _frame_for(timeframe: str, indicators: IndicatorSet, wanted: list[str]):
     if timeframe == "daily":
@@ -29,33 +34,49 @@ def _frame_for(timeframe: str, indicators: IndicatorSet, wanted: list[str]):
     return only_indicators(compute_indicators(weekly_bars(indicators.frame[BAR_COLUMNS])), wanted)
 
 
-def build_chart_asset(strategy: StrategyConfig, timeframe: str) -> dg.AssetsDefinition:
-    name = f"{timeframe}_chart"
-
-    @workflow_asset(
+def build_charts(strategy: StrategyConfig) -> dg.AssetsDefinition:
+    @workflow_multi_asset(
         strategy,
-        name=name,
-        kinds={"matplotlib"},
-        description=f"{timeframe.capitalize()} candlestick chart with volume, SMA20/50, Bollinger, RSI and MACD panels.",
+        name="charts",
+        outs={
+            f"{timeframe}_chart": {
+                "kinds": {"matplotlib"},
+                "description": f"{timeframe.capitalize()} chart: {PANELS}.",
+            }
+            for timeframe in TIMEFRAMES
+        },
     )
-    def _chart(
+    def charts(
         context: dg.AssetExecutionContext,
         indicators: dict[str, IndicatorSet],
         charts: ChartsResource,
         object_store: ObjectStoreResource,
         lineage: LineageResource,
         mlflow: MlflowResource,
-    ) -> dg.Output[dict]:
-        from ibkr_assets.charts.render import ChartSpec, render_many
+    ):
+        return _materialize(context, indicators, charts, object_store, lineage, mlflow, strategy)
 
-        recorder = lineage.recorder(context, name, strategy.id)
-        tracker = mlflow.get_tracker()
-        values: dict[str, ChartImage | Skipped] = {}
-        jobs, keys = [], []
-        for key in context.partition_keys:
-            ind = indicators[key]
+    return charts
+
+
+def _materialize(context, indicators, charts, object_store, lineage, mlflow, strategy):
+    from ibkr_assets.charts.render import ChartSpec, render_each
+
+    sid = strategy.id
+    tracker = mlflow.get_tracker()
+    recorders = {
+        tf: lineage.recorder(context, f"{tf}_chart", sid, dg.AssetKey([sid, f"{tf}_chart"]))
+        for tf in TIMEFRAMES
+    }
+    values: dict[str, dict[str, ChartImage | Skipped]] = {tf: {} for tf in TIMEFRAMES}
+    refs: dict[str, dict[str, dict]] = {tf: {} for tf in TIMEFRAMES}
+    jobs, todo = [], []
+    for key in context.partition_keys:
+        ind = indicators[key]
+        for timeframe in TIMEFRAMES:
             if not ind.is_tradable:
-                values[key] = Skipped.upstream(ind)
+                _record(key, timeframe, Skipped.upstream(ind), ind, values, refs, recorders,
+                        object_store, tracker, context, sid)  # fmt: skip
                 continue
             spec = ChartSpec(
                 symbol=ind.symbol,
@@ -66,58 +87,62 @@ def build_chart_asset(strategy: StrategyConfig, timeframe: str) -> dg.AssetsDefi
                 height_px=charts.height_px,
             )
             jobs.append((_frame_for(timeframe, ind, strategy.indicator_columns), spec))
-            keys.append(key)
-        rendered = render_many(jobs, workers=charts.workers)
-        for key, chart in zip(keys, rendered, strict=True):
-            ind = indicators[key]
-            values[key] = ChartImage(
-                ind.symbol,
-                ind.as_of,
-                timeframe,
-                chart.png,
-                chart.bars_count,
-                list(chart.indicators),
-            )
-        refs: dict[str, dict] = {}
-        for key in context.partition_keys:
-            value = values[key]
-            ref = refs[key] = object_ref(object_store, strategy.id, name, key, value)
-            output = {**value.summary(), "object": ref}
-            if isinstance(value, ChartImage):
-                run_id = tracker.run_for_partition(
-                    strategy_id=strategy.id,
-                    symbol=value.symbol,
-                    partition_key=key,
-                    execution_id=recorder.base["execution_id"],
-                    dagster_run_id=context.run.run_id,
-                )
-                tracker.log_bytes(run_id, f"{name}.png", value.png)
-                output["mlflow_run_id"] = run_id
-                recorder.add_artifact(
-                    key,
-                    name=f"{value.symbol} {timeframe.capitalize()} Chart {value.as_of}",
-                    type="chart",
-                    image_path=ref["uri"],
-                    uri=ref["uri"],
-                    sha256=ref["sha256"],
-                    chart_data={
-                        "indicators": value.indicators,
-                        "timeframe": timeframe,
-                        "bars_count": value.bars_count,
-                    },
-                    mlflow_run_id=run_id,
-                    mlflow_experiment_id=tracker.experiment_id(strategy.id, value.symbol),
-                )
-            recorder.add(
-                key,
-                status="success" if isinstance(value, ChartImage) else value.status,
-                input_data={"indicators": indicators[key].summary()},
-                output_data=output,
-            )
-        row_ids = recorder.flush()
-        return dg.Output(values, metadata=_metadata(values, row_ids, refs, name))
+            todo.append((key, timeframe))
+    for (key, timeframe), chart in zip(todo, render_each(jobs, charts.workers), strict=True):
+        ind = indicators[key]
+        image = ChartImage(
+            ind.symbol, ind.as_of, timeframe, chart.png, chart.bars_count, list(chart.indicators)
+        )
+        _record(key, timeframe, image, ind, values, refs, recorders, object_store, tracker,
+                context, sid)  # fmt: skip
+    for timeframe in TIMEFRAMES:
+        name = f"{timeframe}_chart"
+        ordered = {key: values[timeframe][key] for key in context.partition_keys}
+        row_ids = recorders[timeframe].flush()
+        yield dg.Output(
+            ordered, output_name=name, metadata=_metadata(ordered, row_ids, refs[timeframe], name)
+        )
 
-    return _chart
+
+def _record(key, timeframe, value, ind, values, refs, recorders, object_store, tracker, context,
+            sid) -> None:  # fmt: skip
+    """Store one chart's object reference, MLflow artifact and lineage row."""
+    name = f"{timeframe}_chart"
+    recorder = recorders[timeframe]
+    values[timeframe][key] = value
+    ref = refs[timeframe][key] = object_ref(object_store, sid, name, key, value)
+    output = {**value.summary(), "object": ref}
+    if isinstance(value, ChartImage):
+        run_id = tracker.run_for_partition(
+            strategy_id=sid,
+            symbol=value.symbol,
+            partition_key=key,
+            execution_id=recorder.base["execution_id"],
+            dagster_run_id=context.run.run_id,
+        )
+        tracker.log_bytes(run_id, f"{name}.png", value.png)
+        output["mlflow_run_id"] = run_id
+        recorder.add_artifact(
+            key,
+            name=f"{value.symbol} {timeframe.capitalize()} Chart {value.as_of}",
+            type="chart",
+            image_path=ref["uri"],
+            uri=ref["uri"],
+            sha256=ref["sha256"],
+            chart_data={
+                "indicators": value.indicators,
+                "timeframe": timeframe,
+                "bars_count": value.bars_count,
+            },
+            mlflow_run_id=run_id,
+            mlflow_experiment_id=tracker.experiment_id(sid, value.symbol),
+        )
+    recorder.add(
+        key,
+        status="success" if isinstance(value, ChartImage) else value.status,
+        input_data={"indicators": ind.summary()},
+        output_data=output,
+    )
 
 
 def _metadata(values, row_ids, refs, name) -> dict:

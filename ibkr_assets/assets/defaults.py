@@ -7,6 +7,9 @@ import dagster as dg
 from ibkr_assets.partitions import strategy_partitions
 from ibkr_assets.strategies.config import StrategyConfig
 
+IO_MANAGER_KEY = "object_store_io_manager"
+CODE_VERSION = "1"
+
 
 def workflow_asset(strategy: StrategyConfig, **kwargs):
     """``@dg.asset`` for a step of ``strategy``'s workflow.
@@ -18,32 +21,64 @@ def workflow_asset(strategy: StrategyConfig, **kwargs):
     """
 
     def decorate(fn):
-        ins = {
-            name: dg.AssetIn(key=[strategy.id, name])
-            for name, param in inspect.signature(fn).parameters.items()
-            if name != "context" and not _is_resource(param.annotation)
-        }
-        for name, given in kwargs.pop("ins", {}).items():
-            ins[name] = dg.AssetIn(
-                key=[strategy.id, name],
-                partition_mapping=given.partition_mapping,
-                metadata=given.metadata,
-            )
         return dg.asset(
             **{
                 "key_prefix": [strategy.id],
                 "group_name": strategy.id,
-                "ins": ins,
+                "ins": _strategy_ins(strategy, fn, kwargs.pop("ins", {})),
                 "partitions_def": strategy_partitions(strategy.id),
                 "backfill_policy": dg.BackfillPolicy.single_run(),
-                "io_manager_key": "object_store_io_manager",
-                "code_version": "1",
+                "io_manager_key": IO_MANAGER_KEY,
+                "code_version": CODE_VERSION,
                 "tags": {"strategy": strategy.id},
                 **kwargs,
             }
         )(fn)
 
     return decorate
+
+
+def workflow_multi_asset(strategy: StrategyConfig, name: str, outs: dict[str, dict]):
+    """``@dg.multi_asset`` for a step that makes several of ``strategy``'s assets at once
+    (``outs``: asset name -> ``AssetOut`` arguments), with ``workflow_asset``'s defaults."""
+
+    def decorate(fn):
+        return dg.multi_asset(
+            name=f"{strategy.id}__{name}",
+            outs={
+                out: dg.AssetOut(
+                    key=[strategy.id, out],
+                    group_name=strategy.id,
+                    io_manager_key=IO_MANAGER_KEY,
+                    code_version=CODE_VERSION,
+                    tags={"strategy": strategy.id},
+                    **given,
+                )
+                for out, given in outs.items()
+            },
+            ins=_strategy_ins(strategy, fn, {}),
+            partitions_def=strategy_partitions(strategy.id),
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            can_subset=False,
+        )(fn)
+
+    return decorate
+
+
+def _strategy_ins(strategy: StrategyConfig, fn, given: dict[str, dg.AssetIn]) -> dict:
+    """Every parameter that is not the context or a resource is the same strategy's asset."""
+    ins = {
+        name: dg.AssetIn(key=[strategy.id, name])
+        for name, param in inspect.signature(fn).parameters.items()
+        if name != "context" and not _is_resource(param.annotation)
+    }
+    for name, asset_in in given.items():
+        ins[name] = dg.AssetIn(
+            key=[strategy.id, name],
+            partition_mapping=asset_in.partition_mapping,
+            metadata=asset_in.metadata,
+        )
+    return ins
 
 
 def _is_resource(annotation: object) -> bool:

@@ -109,7 +109,11 @@ def _materialize(
         data = snap.model_dump(mode="json")
         run_ids = {}
         for key, outcome in outcomes.items():
-            run_id = tracker.run_for_partition(
+            # the run of the execution that made this order, so one MLflow run holds a
+            # partition's chart, prompt, signal and the portfolio value after its order
+            run_id = tracker.latest_run_for_partition(
+                strategy_id=strategy_id, symbol=outcome.symbol, partition_key=key
+            ) or tracker.run_for_partition(
                 strategy_id=strategy_id,
                 symbol=outcome.symbol,
                 partition_key=key,

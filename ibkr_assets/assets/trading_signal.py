@@ -83,7 +83,6 @@ def _materialize(
             partition_key=key,
             execution_id=recorder.base["execution_id"],
             dagster_run_id=context.run.run_id,
-            tags={"signal_action": signal.action},
         )
         tracker.log_json(run_id, "trading_signal.json", data)
         tracker.log(

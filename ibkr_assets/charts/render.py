@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
@@ -157,7 +157,15 @@ def render_many(
     jobs: Sequence[tuple[pd.DataFrame, ChartSpec]], workers: int | None = None
 ) -> list[RenderedChart]:
     """``render_chart`` for every ``(frame, spec)``, in input order, on up to ``workers``
-    processes (default: one per CPU, at most one per job).
+    processes (default: one per CPU, at most one per job)."""
+    return list(render_each(jobs, workers))
+
+
+def render_each(
+    jobs: Sequence[tuple[pd.DataFrame, ChartSpec]], workers: int | None = None
+) -> Iterator[RenderedChart]:
+    """Like ``render_many``, but yields each chart, in input order, as soon as it is drawn, so
+    the caller can store one while the pool draws the next.
 
     Charts are CPU-bound Python, so threads would not help; processes are forked where the
     platform allows (children inherit the already-imported plotting modules), else spawned.
@@ -168,13 +176,15 @@ def render_many(
         raise ValueError(f"workers must be at least 1, not {workers}")
     count = min(workers or os.cpu_count() or 1, len(jobs))
     if count <= 1:
-        return [render_chart(frame, spec) for frame, spec in jobs]
+        for frame, spec in jobs:
+            yield render_chart(frame, spec)
+        return
     _plotting_modules()  # import once here, so forked workers do not each pay for it
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     frames, specs = zip(*jobs, strict=True)
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-        return list(pool.map(render_chart, frames, specs))
+        yield from pool.map(render_chart, frames, specs)
 
 
 def _shown_rows(frame: pd.DataFrame, spec: ChartSpec) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from ibkr_assets.domain.market_data import bars_to_rows
+from ibkr_assets.domain.market_data import bars_to_rows, rows_to_frame
 
 Status = Literal["ok", "market_closed", "blocked"]
 
@@ -57,11 +57,7 @@ class IndicatorSet:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IndicatorSet:
-        frame = pd.DataFrame(data["rows"], columns=data["columns"])
-        if "date" in frame.columns:
-            frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
-            numeric = [c for c in frame.columns if c != "date"]
-            frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
+        frame = rows_to_frame(data["columns"], data["rows"])
         return cls(
             symbol=data["symbol"],
             as_of=dt.date.fromisoformat(data["as_of"]),

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from ibkr_assets.domain.bars import BAR_COLUMNS, normalize_bars
@@ -83,15 +84,42 @@ class MarketDataWindow:
 
 
 def bars_to_rows(frame: pd.DataFrame) -> list[list[Any]]:
-    """Rows as JSON-safe lists: dates as ISO strings, NaN as null (so bad data stays visible)."""
-    out: list[list[Any]] = []
-    for row in frame.itertuples(index=False, name=None):
-        out.append([_iso(v) if isinstance(v, pd.Timestamp) else _num(v) for v in row])
-    return out
+    """Rows as JSON-safe lists: dates as ISO strings, NaN as null (so bad data stays visible).
+
+    Built column by column (a frame of 200 rows x 20 columns is stored at every step)."""
+    columns = [_json_column(frame[name]) for name in frame.columns]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def rows_to_frame(columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
+    """The inverse of ``bars_to_rows``: ``date`` as datetimes, every other column as float64
+    (null as NaN). A value that is not a number (hand-edited data) becomes NaN too."""
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    data: dict[str, Any] = {}
+    for name, column in zip(columns, values, strict=True):
+        if name == "date":
+            data[name] = pd.to_datetime(pd.Series(column, dtype="object"), errors="coerce")
+            continue
+        try:
+            data[name] = np.array(column, dtype="float64")
+        except (TypeError, ValueError):
+            data[name] = pd.to_numeric(pd.Series(column, dtype="object"), errors="coerce")
+    frame = pd.DataFrame(data, columns=columns)
+    if "date" in frame.columns:
+        frame["date"] = frame["date"].astype("datetime64[ns]")
+    return frame
 
 
 def rows_to_bars(columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
-    return normalize_bars(pd.DataFrame(rows, columns=columns), origin="stored market_data")
+    return normalize_bars(rows_to_frame(columns, rows), origin="stored market_data")
+
+
+def _json_column(column: pd.Series) -> list[Any]:
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return [None if pd.isna(v) else v for v in column.dt.strftime("%Y-%m-%d")]
+    if pd.api.types.is_float_dtype(column):
+        return [None if v != v else v for v in column.to_numpy(dtype="float64").tolist()]
+    return [_iso(v) if isinstance(v, pd.Timestamp) else _num(v) for v in column]
 
 
 def _iso(value: Any) -> str | None:

@@ -2,14 +2,18 @@
 
 Assets return ``{partition_key: value}`` for every partition of the step (one key for a
 single-partition run, many for a single-run backfill), and downstream assets receive the same
-shape. Writes keep an immutable version per content hash (see ``storage.object_store``), and the
-version of each partition is recorded in the materialization metadata (``object_versions``).
-Loads read exactly that version and verify its sha256, so a downstream step always sees the
-bytes its upstream recorded, even if a later run has rewritten the latest copy.
+shape. Writes keep an immutable version per content hash (see ``storage.object_store``). The
+version of each partition goes into one manifest per step (an immutable JSON object too), and
+the materialization metadata points at it (``object_versions``): Dagster copies a range run's
+output metadata onto every partition's event, so the versions themselves would make each event
+grow with the range. Loads read exactly the recorded version and verify its sha256, so a
+downstream step always sees the bytes its upstream recorded, even if a later run has rewritten
+the latest copy.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +22,7 @@ import dagster as dg
 from ibkr_assets.partitions import split_any
 from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.storage import layout
-from ibkr_assets.storage.object_store import get_verified, put_versioned
+from ibkr_assets.storage.object_store import ObjectStore, get_verified, put_versioned
 
 VERSIONS_METADATA_KEY = "object_versions"
 
@@ -48,12 +52,26 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
             planned = layout.plan(strategy_id, asset, symbol, day, obj[key])
             stored = put_versioned(store, planned.key, planned.data, planned.content_type)
             versions[key] = {**stored.to_json(), "version_key": stored.version_key}
-        context.add_output_metadata({VERSIONS_METADATA_KEY: dg.MetadataValue.json(versions)})
+        manifest = put_versioned(
+            store,
+            f"manifests/{strategy_id}/{asset}/{context.run_id}.json",
+            json.dumps(versions, sort_keys=True, separators=(",", ":")).encode(),
+            "application/json",
+        )
+        context.add_output_metadata(
+            {
+                "objects": len(versions),
+                VERSIONS_METADATA_KEY: dg.MetadataValue.json(
+                    {**manifest.to_json(), "version_key": manifest.version_key}
+                ),
+            }
+        )
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
         _, asset = _strategy_and_asset(context.asset_key)
         wanted = list(context.asset_partition_keys)
-        versions = _latest_versions(context.instance, context.asset_key, wanted)
+        store = self.object_store.get_store()
+        versions = _latest_versions(context.instance, store, context.asset_key, wanted)
         absent = [k for k in wanted if k not in versions]
         if (context.definition_metadata or {}).get("allow_missing_partitions"):
             wanted = [k for k in wanted if k in versions]  # a fan-in reads what exists
@@ -62,7 +80,6 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
                 f"{asset} has no stored materialization for partition(s) {', '.join(absent[:5])}"
                 f"{' ...' if len(absent) > 5 else ''}; materialize {asset} for them first"
             )
-        store = self.object_store.get_store()
         values = {}
         for key in wanted:
             day, symbol = split_any(key)
@@ -72,10 +89,11 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
 
 
 def _latest_versions(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]
+    instance: dg.DagsterInstance, store: ObjectStore, asset_key: dg.AssetKey, keys: list[str]
 ) -> dict[str, dict]:
     """The object version of the latest materialization of each partition in ``keys``."""
     found: dict[str, dict] = {}
+    manifests: dict[str, dict] = {}  # one read per upstream step, however many partitions
     cursor = None
     while len(found) < len(keys):
         result = instance.fetch_materializations(
@@ -89,8 +107,14 @@ def _latest_versions(
             if partition is None or partition in found:
                 continue
             entry = materialization.metadata.get(VERSIONS_METADATA_KEY)
-            if entry is not None and partition in entry.value:
-                found[partition] = entry.value[partition]
+            if entry is None:
+                continue
+            ref = entry.value
+            if ref["version_key"] not in manifests:
+                data = get_verified(store, ref["version_key"], ref["sha256"])
+                manifests[ref["version_key"]] = json.loads(data)
+            if partition in manifests[ref["version_key"]]:
+                found[partition] = manifests[ref["version_key"]][partition]
         if not result.has_more:
             break
         cursor = result.cursor

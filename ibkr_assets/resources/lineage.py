@@ -38,14 +38,23 @@ class LineageResource(dg.ConfigurableResource):
         context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
         step: str,
         strategy_id: str,
+        asset_key: dg.AssetKey | None = None,
     ) -> StepRecorder:
-        return StepRecorder(context, self.get_store(), step, strategy_id)
+        """Rows of ``step``; ``asset_key`` names the asset when the step makes several."""
+        return StepRecorder(context, self.get_store(), step, strategy_id, asset_key)
 
 
 class StepRecorder:
     """Lineage and artifact rows for one step of one run, written together by ``flush``."""
 
-    def __init__(self, context: Any, store: LineageStore, step: str, strategy_id: str) -> None:
+    def __init__(
+        self,
+        context: Any,
+        store: LineageStore,
+        step: str,
+        strategy_id: str,
+        asset_key: dg.AssetKey | None = None,
+    ) -> None:
         run = context.run
         self.store = store
         self.step = step
@@ -56,7 +65,7 @@ class StepRecorder:
             "run_id": run.run_id,
             "step_name": step,
             "step_number": step_number(step),
-            "code_version": _code_version(context),
+            "code_version": _code_version(context, asset_key),
         }
         self._rows: dict[str, LineageRecord] = {}
         self._artifacts: list[ArtifactRecord] = []
@@ -110,8 +119,8 @@ class StepRecorder:
         return dict(zip(keys, ids, strict=True))
 
 
-def _code_version(context: Any) -> str | None:
+def _code_version(context: Any, asset_key: dg.AssetKey | None) -> str | None:
     try:
-        return context.assets_def.code_versions_by_key.get(context.asset_key)
-    except Exception:  # checks and multi-asset contexts have no single asset key
+        return context.assets_def.code_versions_by_key.get(asset_key or context.asset_key)
+    except Exception:  # checks have no asset of their own
         return None

@@ -37,13 +37,14 @@ def _experiment(symbol: str) -> str:
 @dataclass(frozen=True)
 class AssetLayout:
     key: Callable[[str, str, Any], str]  # (symbol, date, value) -> object key
-    decode: Callable[[str, dt.date, bytes], Any]  # (symbol, date, bytes) -> value
+    # (symbol, date, parsed JSON payload, or the bytes of a PNG) -> value
+    decode: Callable[[str, dt.date, Any], Any]
     content_type: str = JSON
 
 
 def _json_decoder(cls: Any) -> Callable[[str, dt.date, bytes], Any]:
     load = getattr(cls, "from_json", None) or cls.model_validate
-    return lambda symbol, day, data: load(json.loads(data))
+    return lambda symbol, day, payload: load(payload)
 
 
 def _chart(timeframe: str) -> AssetLayout:
@@ -54,10 +55,10 @@ def _chart(timeframe: str) -> AssetLayout:
     )
 
 
-def _analysis_decoder(symbol: str, day: dt.date, data: bytes) -> Any:
+def _analysis_decoder(symbol: str, day: dt.date, payload: dict) -> Any:
     from ibkr_assets.analysis.analysts import AnalysisResult
 
-    return AnalysisResult.from_json(json.loads(data))
+    return AnalysisResult.from_json(payload)
 
 
 LAYOUTS: dict[str, AssetLayout] = {
@@ -129,8 +130,14 @@ def plan(strategy_id: str, asset: str, symbol: str | None, day: str, value: Any)
 
 def decode(asset: str, symbol: str | None, day: str, data: bytes) -> Any:
     as_of = dt.date.fromisoformat(day)
-    if data[:1] == b"{":
-        payload = json.loads(data)
-        if payload.get("kind") == "skipped":
-            return Skipped.from_json(payload)
-    return layout_for(asset).decode(symbol, as_of, data)
+    layout = layout_for(asset)
+    if data[:1] != b"{":
+        return layout.decode(symbol, as_of, data)
+    payload = json.loads(data)  # once: a window of indicators is tens of kilobytes
+    if payload.get("kind") == "skipped":
+        return Skipped.from_json(payload)
+    if layout.content_type != JSON:
+        raise ValueError(
+            f"stored {asset} for {symbol} {day} is JSON, expected {layout.content_type}"
+        )
+    return layout.decode(symbol, as_of, payload)
