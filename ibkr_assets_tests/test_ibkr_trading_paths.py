@@ -151,7 +151,7 @@ def test_order_tracking_sensor_polls_the_current_session_broker(deployment, inst
     with dg.build_sensor_context(
         instance=instance, resources={"broker": defs.resources["broker"]}
     ) as context:
-        result = defs.get_sensor_def("order_tracking_sensor")(context)
+        result = defs.resolve_sensor_def("order_tracking_sensor")(context)
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message.startswith(
         "momentum (paper): 0 order state change(s), 0 new fill(s)"

@@ -61,11 +61,11 @@ def test_each_strategy_is_its_own_group_with_jobs_schedule_and_sensor(two_strate
         assert symbols_partition_name(sid) in str(market_data.partitions_def)
         for job in ("market_data_job", "workflow_job", "portfolio_job"):
             assert defs.resolve_job_def(f"{sid}_{job}")
-        assert defs.get_sensor_def(f"{sid}_symbols_sensor")
-    swing = defs.get_schedule_def("swing_after_close")
+        assert defs.resolve_sensor_def(f"{sid}_symbols_sensor")
+    swing = defs.resolve_schedule_def("swing_after_close")
     assert swing.cron_schedule == "45 16 * * 1-5"
     assert swing.default_status == dg.DefaultScheduleStatus.STOPPED
-    assert defs.get_schedule_def("momentum_after_close").job_name == "momentum_workflow_job"
+    assert defs.resolve_schedule_def("momentum_after_close").job_name == "momentum_workflow_job"
     workflow = defs.resolve_job_def("swing_workflow_job")
     assert {k.path[0] for k in workflow.asset_layer.selected_asset_keys} == {"swing"}
 
@@ -129,7 +129,7 @@ def test_a_strategy_sensor_adds_only_its_own_symbols(two_strategies, instance):
     with dg.build_sensor_context(
         instance=instance, resources={"market_data_source": defs.resources["market_data_source"]}
     ) as context:
-        result = defs.get_sensor_def("swing_symbols_sensor")(context)
+        result = defs.resolve_sensor_def("swing_symbols_sensor")(context)
     (request,) = result.dynamic_partitions_requests
     assert request.partitions_def_name == "swing_symbols"
     assert list(request.partition_keys) == ["AAPL"]
@@ -142,7 +142,7 @@ def test_each_schedule_requests_its_own_job_and_symbols(two_strategies, instance
     close = dt.datetime(2025, 3, 14, 16, 45, tzinfo=ZoneInfo("America/New_York"))
     requested = {}
     for sid in ("momentum", "swing"):
-        schedule = defs.get_schedule_def(f"{sid}_after_close")
+        schedule = defs.resolve_schedule_def(f"{sid}_after_close")
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=close,

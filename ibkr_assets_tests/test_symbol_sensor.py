@@ -14,7 +14,7 @@ def _evaluate(instance):
     with dg.build_sensor_context(
         instance=instance, resources={"market_data_source": defs.resources["market_data_source"]}
     ) as context:
-        return defs.get_sensor_def(f"{STRATEGY_ID}_symbols_sensor")(context)
+        return defs.resolve_sensor_def(f"{STRATEGY_ID}_symbols_sensor")(context)
 
 
 def test_sensor_adds_resolved_symbols_and_refuses_unknown_ones(deployment, instance, tmp_path):
