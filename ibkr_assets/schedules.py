@@ -6,7 +6,7 @@ import dagster as dg
 
 from ibkr_assets.jobs import workflow_job_name
 from ibkr_assets.partitions import symbols_partition_name
-from ibkr_assets.strategies.config import StrategyConfig, load_strategies
+from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, load_strategies
 from ibkr_assets.strategies.schedules import build_schedule
 
 
@@ -19,7 +19,11 @@ def after_close_schedule(strategy: StrategyConfig) -> dg.ScheduleDefinition:
     partitions = symbols_partition_name(strategy.id)
 
     def symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
-        current = {s.id: s for s in load_strategies()}.get(strategy.id)
+        try:
+            current = {s.id: s for s in load_strategies()}.get(strategy.id)
+        except StrategyConfigError as exc:  # a bad edit must not stop the day's runs
+            context.log.warning(f"strategies file is invalid, using the loaded symbols: {exc}")
+            current = strategy
         listed = set(current.symbols) if current else set()
         return [s for s in context.instance.get_dynamic_partitions(partitions) if s in listed]
 

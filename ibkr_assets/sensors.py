@@ -9,7 +9,7 @@ from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.settings import Settings, load_settings
-from ibkr_assets.strategies.config import StrategyConfig, load_strategies
+from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, load_strategies
 
 
 def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
@@ -31,7 +31,10 @@ def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
         Only adds: a symbol removed from the file keeps its history. An unknown symbol is
         refused with the reason and never becomes a partition.
         """
-        current = {s.id: s for s in load_strategies()}.get(strategy.id)
+        try:
+            current = {s.id: s for s in load_strategies()}.get(strategy.id)
+        except StrategyConfigError as exc:
+            return dg.SkipReason(f"strategies file is invalid, no symbols added: {exc}")
         if current is None:
             return dg.SkipReason(
                 f"strategy {strategy.id!r} is no longer in the strategies file; reload the code "
@@ -65,7 +68,9 @@ def resolve_strategy_symbols(
     registry = SymbolRegistry(settings.lineage_url)
     registry.create_schema()
     resolver = resolver_for(source, current_session(strategy.schedule.calendar))
-    return resolve_symbols(symbols or strategy.symbols, registry=registry, resolver=resolver)
+    return resolve_symbols(
+        symbols or strategy.symbols, registry=registry, resolver=resolver, source=source.name
+    )
 
 
 def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDefinition:
@@ -83,14 +88,19 @@ def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDe
         """
         from ibkr_assets.execution.tracking import OrderTracker
 
-        notes = []
+        notes, failures = [], []
         for strategy in strategies:
             account = broker.for_strategy(strategy)
-            chosen, mode = account.broker_for(current_session(account.calendar))
-            tracker = OrderTracker(
-                account.database_url, getattr(chosen, "account_name", f"{chosen.name}:{mode}")
-            )
-            result = tracker.poll(chosen)
+            try:  # one strategy's unreachable broker must not stop the others being tracked
+                chosen, mode = account.broker_for(current_session(account.calendar))
+                tracker = OrderTracker(
+                    account.database_url, getattr(chosen, "account_name", f"{chosen.name}:{mode}")
+                )
+                result = tracker.poll(chosen)
+            except Exception as exc:
+                context.log.error(f"{strategy.id}: order tracking failed: {exc}")
+                failures.append(f"{strategy.id}: {type(exc).__name__}: {exc}")
+                continue
             for change in result.changes:
                 context.log.info(
                     f"{strategy.id} {change['order_ref']} {change['broker_order_id']}: "
@@ -100,7 +110,11 @@ def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDe
                 f"{strategy.id} ({mode}): {len(result.changes)} order state change(s), "
                 f"{len(result.new_fills)} new fill(s) recorded"
             )
-        return dg.SkipReason("; ".join(notes))
+        if failures and not notes:
+            raise dg.DagsterError(
+                "order tracking failed for every strategy: " + "; ".join(failures)
+            )
+        return dg.SkipReason("; ".join(notes + [f"FAILED {f}" for f in failures]))
 
     return _sensor
 

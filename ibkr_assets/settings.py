@@ -151,7 +151,14 @@ def check_strategies(settings: Settings, strategies: list[StrategyConfig]) -> No
                 f"IBKR_ASSETS_LIVE_TRADING='yes': strategy {s.id!r} trades through IBKR and needs "
                 "risk.max_position (shares) as a pre-trade limit"
             )
-    if settings.live_trading == "yes" and not any(s.broker.kind == "ibkr" for s in strategies):
+    ibkr = [s.id for s in strategies if s.broker.kind == "ibkr"]
+    if len(ibkr) > 1:
+        problems.append(
+            f"strategies {', '.join(map(repr, ibkr))} all use broker.kind: ibkr; one IB account "
+            "has one set of positions, so only one strategy may trade through IBKR (give the "
+            "others broker.kind: paper)"
+        )
+    if settings.live_trading == "yes" and not ibkr:
         problems.append("IBKR_ASSETS_LIVE_TRADING='yes' needs a strategy with broker.kind: ibkr")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))

@@ -201,11 +201,14 @@ def resolve_symbols(
     *,
     registry: SymbolRegistry,
     resolver: Callable[[str], SymbolInfo],
+    source: str | None = None,
 ) -> tuple[list[SymbolInfo], dict[str, str]]:
     """Known symbols (input order, duplicates dropped) and ``{symbol: message}`` for unknown ones.
 
     Cached symbols come from ``registry`` without calling ``resolver``; the others are resolved
-    and saved one by one. A symbol the resolver refuses (``UnknownSymbolError``) is reported and
+    and saved one by one. With ``source`` (e.g. ``"csv"``), only a symbol that source resolved
+    counts as cached: one strategy's CSV folder may know a ticker another strategy's source does
+    not. A cached row is never replaced by another source's (an IBKR contract id stays). A symbol the resolver refuses (``UnknownSymbolError``) is reported and
     never saved. Any other error (``SourceUnavailableError``: the answer is not known) propagates;
     what was resolved before it stays saved.
     """
@@ -223,13 +226,14 @@ def resolve_symbols(
     known: list[SymbolInfo] = []
     for ticker in order:
         info = cached.get(ticker)
-        if info is None:
+        if info is None or (source is not None and info.source != source):
             try:
                 info = resolver(ticker)
             except UnknownSymbolError as exc:
                 errors[ticker] = str(exc)
                 continue
-            registry.save(info)
+            if ticker not in cached:
+                registry.save(info)
         known.append(info)
     return known, errors
 

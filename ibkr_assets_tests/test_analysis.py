@@ -381,6 +381,7 @@ def test_cache_key_is_canonical(request_):
     assert key == cache_key(**{**base, "images": dict(reversed(list(IMAGES.items())))})
     for change in (
         {"model": "gpt-4o"},
+        {"endpoint": "http://127.0.0.1:8000/v1"},
         {"template_version": 2},
         {"prompt": request_.prompt + " "},
         {"images": {**IMAGES, "daily": b"other"}},

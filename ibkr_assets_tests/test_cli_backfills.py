@@ -28,10 +28,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _backfill(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _backfill(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "ibkr-assets"), "backfill", "--no-progress", *args],
-        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env={**_env(tmp_path), **extra}, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
 
@@ -116,3 +116,19 @@ def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_
     )
     assert sorted(r["partition_key"] for r in rows) == ["2025-03-13|AAPL", "2025-03-14|AAPL"]
     assert len({r["execution_id"] for r in rows}) == 2  # one run per partition
+
+
+def test_project_backfill_refuses_a_listed_symbol_that_does_not_resolve(tmp_path):
+    strategies = tmp_path / "strategies.yaml"
+    strategies.write_text("strategies:\n  - {id: momentum, symbols: [AAPL, GOOGG]}\n")
+    done = _backfill(
+        tmp_path, "--start", "2025-03-13", "--end", "2025-03-14",
+        IBKR_ASSETS_STRATEGIES_FILE=str(strategies),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "strategy 'momentum': unknown symbol 'GOOGG'" in done.stderr
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        assert "GOOGG" not in instance.get_dynamic_partitions("momentum_symbols")
+    lineage = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+    lineage.create_schema()
+    assert lineage.lineage_rows() == []  # nothing ran

@@ -167,7 +167,7 @@ def test_failed_quality_check_blocks_indicators_and_says_why(deployment, instanc
     assert checks["positive_prices"] is True
     assert result.asset_materializations_for_node(node("market_data"))
     assert not [
-        e for e in result.all_events if e.is_successful_output and e.step_key == "indicators"
+        e for e in result.all_events if e.is_successful_output and e.step_key == node("indicators")
     ], "indicators must not run after a failed blocking check"
     rows = {
         r["step_name"]: r for r in _store(tmp_path).lineage_rows(partition_key="2025-03-14|AAPL")

@@ -13,8 +13,8 @@ from ibkr_assets_tests.helpers import STRATEGY_ID, add_symbols, key
 NY = ZoneInfo("America/New_York")
 
 
-def _tick(instance, when: dt.datetime):
-    defs = build_definitions()
+def _tick(instance, when: dt.datetime, defs: dg.Definitions | None = None):
+    defs = defs or build_definitions()
     schedule = defs.resolve_schedule_def(f"{STRATEGY_ID}_after_close")
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
@@ -59,7 +59,20 @@ def test_portfolio_follows_orders_through_a_running_automation_sensor(deployment
 
 def test_a_symbol_removed_from_the_file_is_no_longer_scheduled(deployment, instance):
     deployment(strategy={"symbols": ["AAPL", "MSFT"]})
+    defs = build_definitions()  # loaded once, as by a running code location
     add_symbols(instance, ["AAPL", "MSFT"])
     deployment(strategy={"symbols": ["AAPL"]})  # read at every tick: no restart
-    data = _tick(instance, dt.datetime(2025, 3, 14, 16, 30, tzinfo=NY))
+    data = _tick(instance, dt.datetime(2025, 3, 14, 16, 30, tzinfo=NY), defs)
     assert [r.partition_key for r in data.run_requests] == ["2025-03-14|AAPL"]
+
+
+def test_an_invalid_edit_keeps_the_loaded_symbols_scheduled(deployment, instance, tmp_path):
+    deployment(strategy={"symbols": ["AAPL", "MSFT"]})
+    defs = build_definitions()
+    add_symbols(instance, ["AAPL", "MSFT"])
+    (tmp_path / "strategies.yaml").write_text("strategies: [{id: momentum, symbols: []}]\n")
+    data = _tick(instance, dt.datetime(2025, 3, 14, 16, 30, tzinfo=NY), defs)
+    assert sorted(r.partition_key for r in data.run_requests) == [
+        "2025-03-14|AAPL",
+        "2025-03-14|MSFT",
+    ]

@@ -55,7 +55,7 @@ def test_rate_limited_analyst_keeps_its_identity_and_waits_before_each_call():
     clock = FakeClock()
 
     class Analyst:
-        provider, model = "openai", "m"
+        provider, model, endpoint = "openai", "m", None
 
         def analyze(self, request):
             return ("answer", request)

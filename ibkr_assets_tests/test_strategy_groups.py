@@ -191,3 +191,55 @@ def test_the_rules_analyst_needs_the_indicators_it_reads(tmp_path):
     path.write_text("strategies:\n  - {id: lean, symbols: [AAPL], indicators: [sma_20, rsi_14]}\n")
     with pytest.raises(ValueError, match="strategy 'lean': indicators: the rules analyst reads"):
         load_strategies(path)
+
+
+def test_both_portfolios_in_one_run_keep_their_own_rows(two_strategies, instance):
+    """Dagster's automation puts both strategies' snapshots of a date into one run."""
+    defs = build_definitions()
+    for sid in ("momentum", "swing"):
+        assert all(o.success for o in run_workflow(defs, instance, sid, ["AAPL"], DAY, DAY))
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=DAY.isoformat(),
+        asset_selection=[
+            dg.AssetKey(["momentum", "portfolio_snapshot"]),
+            dg.AssetKey(["swing", "portfolio_snapshot"]),
+        ],
+    )
+    assert result.success
+    store = LineageStore(load_settings().lineage_url)
+    rows = store.lineage_rows(execution_id=result.run_id, step_name="portfolio_snapshot")
+    equity = {r["strategy_id"]: r["output_data"]["equity"] for r in rows}
+    assert equity == {"momentum": pytest.approx(100_000.0), "swing": pytest.approx(50_000.0)}
+    assert all(r["attempts"] == 1 for r in rows)
+    artifacts = store.artifact_rows(execution_id=result.run_id, type="portfolio")
+    assert sorted(a["strategy_id"] for a in artifacts) == ["momentum", "swing"]
+
+
+def test_only_one_strategy_may_trade_through_ibkr(deployment):
+    deployment()
+    one, two = (
+        StrategyConfig(id=sid, symbols=["AAPL"], broker={"kind": "ibkr"}) for sid in ("a", "b")
+    )
+    with pytest.raises(ConfigError, match="'a', 'b' all use broker.kind: ibkr"):
+        check_strategies(load_settings(), [one, two])
+    check_strategies(load_settings(), [one, StrategyConfig(id="b", symbols=["AAPL"])])
+
+
+def test_an_unreachable_broker_does_not_stop_tracking_the_other_strategies(
+    deployment, tmp_path, instance
+):
+    path = tmp_path / "strategies.yaml"
+    path.write_text(
+        "strategies:\n  - {id: momentum, symbols: [AAPL]}\n"
+        "  - {id: gateway, symbols: [AAPL], broker: {kind: ibkr}}\n"
+    )
+    deployment(STRATEGIES_FILE=str(path), IBKR_PORT="9")  # nothing listens on port 9
+    defs = build_definitions()
+    with dg.build_sensor_context(
+        instance=instance, resources={"broker": defs.resources["broker"]}
+    ) as context:
+        result = defs.resolve_sensor_def("order_tracking_sensor")(context)
+    assert "momentum (paper): 0 order state change(s)" in result.skip_message
+    assert "FAILED gateway:" in result.skip_message

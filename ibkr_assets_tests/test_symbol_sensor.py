@@ -9,8 +9,8 @@ from ibkr_assets.symbols import SymbolRegistry
 from ibkr_assets_tests.helpers import STRATEGY_ID, add_symbols
 
 
-def _evaluate(instance):
-    defs = build_definitions()
+def _evaluate(instance, defs: dg.Definitions | None = None):
+    defs = defs or build_definitions()
     with dg.build_sensor_context(
         instance=instance, resources={"market_data_source": defs.resources["market_data_source"]}
     ) as context:
@@ -40,9 +40,18 @@ def test_adding_a_symbol_to_the_configuration_adds_its_partitions_without_a_rest
     deployment, instance
 ):
     deployment(strategy={"symbols": ["AAPL"]})
+    defs = build_definitions()  # loaded once, as by a running code location
     add_symbols(instance, ["AAPL"])
-    deployment(
-        strategy={"symbols": ["AAPL", "NVDA"]}
-    )  # the sensor reads the configuration on every tick
-    result = _evaluate(instance)
+    deployment(strategy={"symbols": ["AAPL", "NVDA"]})  # the sensor reads the file every tick
+    result = _evaluate(instance, defs)
     assert list(result.dynamic_partitions_requests[0].partition_keys) == ["NVDA"]
+
+
+def test_an_invalid_edit_is_reported_and_adds_nothing(deployment, instance, tmp_path):
+    deployment(strategy={"symbols": ["AAPL"]})
+    defs = build_definitions()
+    (tmp_path / "strategies.yaml").write_text("strategies:\n  - {id: momentum, symbolz: [AAPL]}\n")
+    result = _evaluate(instance, defs)
+    assert isinstance(result, dg.SkipReason)
+    assert "strategies file is invalid" in result.skip_message
+    assert "symbolz: unknown field" in result.skip_message

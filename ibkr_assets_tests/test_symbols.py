@@ -319,3 +319,21 @@ def test_resolver_for_uses_ibkr_when_configured_else_the_source(fake: FakeIB) ->
     assert resolver_for(SampleBarSource(), AS_OF, adapter)("AAPL") == AAPL
     assert resolver_for(IbkrBarSource(adapter), AS_OF)("AAPL") == AAPL
     assert fake.calls_to("reqHistoricalData") == []  # IBKR resolves without fetching bars
+
+
+def test_a_symbol_cached_from_one_source_is_checked_against_another(registry, tmp_path) -> None:
+    """Strategies on different sources share the table but not each other's knowledge."""
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "ZZZZ.csv").write_text("Date,Open,High,Low,Close,Volume\n2025-03-14,1,2,1,2,10\n")
+    day = dt.date(2025, 3, 14)
+    csv, sample = CsvFolderSource(str(folder)), SampleBarSource()
+    known, _ = resolve_symbols(
+        ["ZZZZ"], registry=registry, resolver=resolver_for(csv, day), source=csv.name
+    )
+    assert [k.source for k in known] == ["csv"]
+    known, errors = resolve_symbols(
+        ["ZZZZ"], registry=registry, resolver=resolver_for(sample, day), source=sample.name
+    )
+    assert known == [] and "ZZZZ" in errors
+    assert registry.get("ZZZZ").source == "csv"  # the first source's row is kept

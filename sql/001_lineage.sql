@@ -1,7 +1,7 @@
 -- Lineage and artifact tables (PostgreSQL). Mirrors ibkr_assets/storage/tables.py exactly;
 -- the test suite compares the two, so change both together. Safe to run again.
 --
--- workflow_lineage: one row per (execution_id = Dagster root run id, step_name = asset key,
+-- workflow_lineage: one row per (execution_id = Dagster root run id, strategy_id, step_name = asset,
 -- partition_key); a re-execution updates the row, bumps attempts and appends the replaced
 -- attempt to previous_attempts.
 
@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS workflow_lineage (
     partition_key     VARCHAR(255) NOT NULL DEFAULT '',
     symbol            VARCHAR(50),
     partition_date    DATE,
-    strategy_id       VARCHAR(100),
+    strategy_id       VARCHAR(100) NOT NULL DEFAULT '',
     code_version      VARCHAR(100),
     input_data        JSONB NOT NULL,
     output_data       JSONB NOT NULL,
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS workflow_lineage (
     previous_attempts JSONB NOT NULL DEFAULT '[]',
     recorded_at       TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
     updated_at        TIMESTAMP WITH TIME ZONE,
-    CONSTRAINT uq_workflow_lineage_step UNIQUE (execution_id, step_name, partition_key),
+    CONSTRAINT uq_workflow_lineage_step UNIQUE (execution_id, strategy_id, step_name, partition_key),
     CONSTRAINT ck_workflow_lineage_status
         CHECK (status IN ('success', 'error', 'market_closed', 'blocked'))
 );
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     run_id               VARCHAR(255) NOT NULL,
     step_name            VARCHAR(100) NOT NULL,
     partition_key        VARCHAR(255) NOT NULL DEFAULT '',
-    strategy_id          VARCHAR(100),
+    strategy_id          VARCHAR(100) NOT NULL DEFAULT '',
     mlflow_run_id        VARCHAR(255),
     mlflow_experiment_id VARCHAR(255),
     prompt               TEXT,
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     confidence_score     NUMERIC(5, 4),
     created_at           TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
     updated_at           TIMESTAMP WITH TIME ZONE,
-    CONSTRAINT uq_artifacts_key UNIQUE (execution_id, step_name, partition_key, type, name),
+    CONSTRAINT uq_artifacts_key UNIQUE (execution_id, strategy_id, step_name, partition_key, type, name),
     CONSTRAINT ck_artifacts_type
         CHECK (type IN ('market_data', 'chart', 'llm', 'signal', 'order', 'portfolio'))
 );

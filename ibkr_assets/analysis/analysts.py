@@ -119,6 +119,7 @@ class AnalysisResult:
 class Analyst(Protocol):
     provider: str
     model: str
+    endpoint: str | None  # the server's URL when not the provider's own API
 
     def analyze(self, request: AnalysisRequest) -> AnalysisResult: ...
 
@@ -158,12 +159,13 @@ def parse_response(raw: str) -> tuple[SignalProposal, bool, str | None]:
     return proposal, True, None
 
 
-def _request_key(provider: str, model: str, request: AnalysisRequest) -> str:
+def _request_key(analyst: Analyst, request: AnalysisRequest) -> str:
     from ibkr_assets.analysis.cache import cache_key  # cache.py imports this module
 
     return cache_key(
-        provider=provider,
-        model=model,
+        provider=analyst.provider,
+        model=analyst.model,
+        endpoint=analyst.endpoint,
         template_id=request.template.id,
         template_version=request.template.version,
         prompt=request.prompt,
@@ -200,7 +202,7 @@ def _result(
         cost_usd=cost_usd,
         latency_ms=latency_ms,
         attempts=attempts,
-        cache_key=_request_key(analyst.provider, analyst.model, request),
+        cache_key=_request_key(analyst, request),
         cacheable=cacheable,
     )
 
@@ -271,6 +273,7 @@ class RulesAnalyst:
     """The offline default: deterministic, free, and named as what it is."""
 
     provider = RULES_PROVIDER
+    endpoint = None
     model = RULES_MODEL
 
     def analyze(self, request: AnalysisRequest) -> AnalysisResult:
@@ -338,6 +341,8 @@ class OpenAIAnalyst:
         self.provider = provider
         self.model = model
         self.base_url = base_url
+        # Part of the replay-cache key: the same model name on another server is another model.
+        self.endpoint = base_url
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.price_per_mtok_in = price_per_mtok_in
@@ -455,7 +460,7 @@ class OpenAIAnalyst:
         import openai
 
         attempts = self._local.attempts
-        where = self.base_url or "the OpenAI API"
+        where = _without_credentials(self.base_url) if self.base_url else "the OpenAI API"
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(exc, _MissingKeyError):
             message = "no API key: set OPENAI_API_KEY to use the OpenAI analyst"
@@ -486,3 +491,13 @@ class OpenAIAnalyst:
 
 class _MissingKeyError(Exception):
     """No API key was configured for a server that needs one."""
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without user:password and query string (error texts end up in lineage rows)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

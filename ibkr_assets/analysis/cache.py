@@ -19,7 +19,7 @@ from ibkr_assets.storage.object_store import ObjectStore
 
 CacheMode = Literal["normal", "refresh", "replay"]
 DEFAULT_PREFIX = "ml-experiments/llm-cache"
-_KEY_FORMAT = 1  # bump when the canonical encoding below changes
+_KEY_FORMAT = 2  # bump when the canonical encoding below changes
 
 
 class ReplayMissError(LookupError):
@@ -30,6 +30,7 @@ def cache_key(
     *,
     provider: str,
     model: str,
+    endpoint: str | None = None,
     template_id: str,
     template_version: int,
     prompt: str,
@@ -40,6 +41,7 @@ def cache_key(
         "format": _KEY_FORMAT,
         "provider": provider,
         "model": model,
+        "endpoint": endpoint,  # None: the provider's own API
         "template_id": template_id,
         "template_version": template_version,
         "prompt": prompt,
@@ -89,6 +91,7 @@ def analyze(
     key = cache_key(
         provider=analyst.provider,
         model=analyst.model,
+        endpoint=analyst.endpoint,
         template_id=request.template.id,
         template_version=request.template.version,
         prompt=request.prompt,

@@ -43,6 +43,7 @@ class RateLimitedAnalyst:
     def __init__(self, analyst: Any, limiter: RateLimiter) -> None:
         self._analyst, self._limiter = analyst, limiter
         self.provider, self.model = analyst.provider, analyst.model
+        self.endpoint = analyst.endpoint
 
     def analyze(self, request: Any) -> Any:
         self._limiter.acquire()

@@ -83,6 +83,7 @@ def _materialize(
     strategy_id = broker.account
     recorder = lineage.recorder(context, "portfolio_snapshot", strategy_id)
     tracker = mlflow.get_tracker()
+    made_by = _order_runs(context, dg.AssetKey([strategy_id, "order"]), list(order))
     values: dict[str, PortfolioSnapshot] = {}
     for day_key in sorted(context.partition_keys):
         day = dt.date.fromisoformat(day_key)
@@ -109,16 +110,15 @@ def _materialize(
         data = snap.model_dump(mode="json")
         run_ids = {}
         for key, outcome in outcomes.items():
-            # the run of the execution that made this order, so one MLflow run holds a
-            # partition's chart, prompt, signal and the portfolio value after its order
-            run_id = tracker.latest_run_for_partition(
-                strategy_id=strategy_id, symbol=outcome.symbol, partition_key=key
-            ) or tracker.run_for_partition(
+            # the MLflow run of the execution that made this order, so one run holds a
+            # partition's charts, prompt, signal and the portfolio value after its order
+            execution_id, dagster_run_id = made_by[key]
+            run_id = tracker.run_for_partition(
                 strategy_id=strategy_id,
                 symbol=outcome.symbol,
                 partition_key=key,
-                execution_id=recorder.base["execution_id"],
-                dagster_run_id=context.run.run_id,
+                execution_id=execution_id,
+                dagster_run_id=dagster_run_id,
             )
             tracker.log(
                 run_id,
@@ -141,6 +141,33 @@ def _materialize(
         )
     row_ids = recorder.flush()
     return dg.Output(values, metadata=_metadata(values, row_ids))
+
+
+def _order_runs(
+    context: dg.AssetExecutionContext, order_key: dg.AssetKey, keys: list[str]
+) -> dict[str, tuple[str, str]]:
+    """``partition -> (execution id, run id)`` of the latest ``order`` materialization of each."""
+    found: dict[str, tuple[str, str]] = {}
+    roots: dict[str, str] = {}
+    cursor = None
+    while len(found) < len(keys):
+        result = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=order_key, asset_partitions=keys),
+            limit=1000,
+            cursor=cursor,
+        )
+        for record in result.records:
+            key = record.partition_key
+            if key is None or key in found:
+                continue
+            if record.run_id not in roots:
+                run = context.instance.get_run_by_id(record.run_id)
+                roots[record.run_id] = (run.root_run_id if run else None) or record.run_id
+            found[key] = (roots[record.run_id], record.run_id)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return found
 
 
 def _snapshot_for(

@@ -24,8 +24,17 @@ from ibkr_assets.storage.engines import engine_for, transaction
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
 from ibkr_assets.storage.tables import LINEAGE_TABLES, artifacts, metadata, workflow_lineage
 
-LINEAGE_KEY: tuple[str, ...] = ("execution_id", "step_name", "partition_key")
-ARTIFACT_KEY: tuple[str, ...] = ("execution_id", "step_name", "partition_key", "type", "name")
+# One run can hold several strategies' steps (e.g. their portfolio snapshots for the same date,
+# grouped by Dagster's automation), so the strategy is part of every row's identity.
+LINEAGE_KEY: tuple[str, ...] = ("execution_id", "strategy_id", "step_name", "partition_key")
+ARTIFACT_KEY: tuple[str, ...] = (
+    "execution_id",
+    "strategy_id",
+    "step_name",
+    "partition_key",
+    "type",
+    "name",
+)
 _JSON_FIELDS = {"input_data", "output_data", "metadata", "chart_data", "signal_data"}
 
 

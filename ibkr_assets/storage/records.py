@@ -58,7 +58,7 @@ class LineageRecord:
     partition_key: str = ""  # e.g. "2025-01-02|AAPL"; "" when unpartitioned
     symbol: str | None = None
     partition_date: dt.date | None = None
-    strategy_id: str | None = None
+    strategy_id: str = ""  # "" when not a strategy's step
     code_version: str | None = None
     metadata: Mapping[str, Any] | None = None
     error: str | None = None
@@ -105,7 +105,7 @@ class ArtifactRecord:
     step_name: str
     partition_key: str = ""
     symbol: str | None = None
-    strategy_id: str | None = None
+    strategy_id: str = ""  # "" when not a strategy's step
     mlflow_run_id: str | None = None
     mlflow_experiment_id: str | None = None
     prompt: str | None = None

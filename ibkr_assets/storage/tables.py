@@ -35,7 +35,7 @@ workflow_lineage = sa.Table(
     sa.Column("partition_key", sa.String(255), nullable=False, server_default=""),
     sa.Column("symbol", sa.String(50)),
     sa.Column("partition_date", sa.Date),
-    sa.Column("strategy_id", sa.String(100)),
+    sa.Column("strategy_id", sa.String(100), nullable=False, server_default=""),
     sa.Column("code_version", sa.String(100)),
     sa.Column("input_data", _json(), nullable=False),
     sa.Column("output_data", _json(), nullable=False),
@@ -48,7 +48,11 @@ workflow_lineage = sa.Table(
     sa.Column("recorded_at", _timestamp(), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", _timestamp()),
     sa.UniqueConstraint(
-        "execution_id", "step_name", "partition_key", name="uq_workflow_lineage_step"
+        "execution_id",
+        "strategy_id",
+        "step_name",
+        "partition_key",
+        name="uq_workflow_lineage_step",
     ),
     sa.CheckConstraint(
         sa.column("status").in_(LINEAGE_STATUSES), name="ck_workflow_lineage_status"
@@ -72,7 +76,7 @@ artifacts = sa.Table(
     sa.Column("run_id", sa.String(255), nullable=False),
     sa.Column("step_name", sa.String(100), nullable=False),
     sa.Column("partition_key", sa.String(255), nullable=False, server_default=""),
-    sa.Column("strategy_id", sa.String(100)),
+    sa.Column("strategy_id", sa.String(100), nullable=False, server_default=""),
     sa.Column("mlflow_run_id", sa.String(255)),
     sa.Column("mlflow_experiment_id", sa.String(255)),
     sa.Column("prompt", sa.Text),
@@ -90,7 +94,13 @@ artifacts = sa.Table(
     sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", _timestamp()),
     sa.UniqueConstraint(
-        "execution_id", "step_name", "partition_key", "type", "name", name="uq_artifacts_key"
+        "execution_id",
+        "strategy_id",
+        "step_name",
+        "partition_key",
+        "type",
+        "name",
+        name="uq_artifacts_key",
     ),
     sa.CheckConstraint(sa.column("type").in_(ARTIFACT_TYPES), name="ck_artifacts_type"),
     sa.Index("ix_artifacts_type_symbol", "type", "symbol"),

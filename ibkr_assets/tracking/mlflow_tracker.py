@@ -252,27 +252,6 @@ class MlflowTracker:
         base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
-    def latest_run_for_partition(
-        self, *, strategy_id: str, symbol: str, partition_key: str
-    ) -> str | None:
-        """The most recently started active run of ``partition_key`` (the execution that made
-        its latest materializations), or None when it has none yet."""
-        from mlflow.entities import ViewType
-
-        experiment_id = self.experiment_id(strategy_id, symbol)
-        with self._guard(f"finding the latest run of partition {partition_key!r}"):
-            runs = self.client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.partition_key = {quote_filter_value(partition_key)}",
-                run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=1,
-                order_by=["attributes.start_time DESC"],
-            )
-        if runs:
-            with self._lock:
-                self._run_experiments[runs[0].info.run_id] = experiment_id
-        return runs[0].info.run_id if runs else None
-
     def _find_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
         """The oldest active run with these tags (or None); oldest so concurrent callers agree."""
         from mlflow.entities import ViewType
