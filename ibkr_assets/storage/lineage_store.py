@@ -22,19 +22,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ibkr_assets.storage.engines import engine_for, transaction
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
-from ibkr_assets.storage.tables import LINEAGE_TABLES, artifacts, metadata, workflow_lineage
-
-# One run can hold several strategies' steps (e.g. their portfolio snapshots for the same date,
-# grouped by Dagster's automation), so the strategy is part of every row's identity.
-LINEAGE_KEY: tuple[str, ...] = ("execution_id", "strategy_id", "step_name", "partition_key")
-ARTIFACT_KEY: tuple[str, ...] = (
-    "execution_id",
-    "strategy_id",
-    "step_name",
-    "partition_key",
-    "type",
-    "name",
+from ibkr_assets.storage.tables import (
+    ARTIFACT_KEY,
+    LINEAGE_KEY,
+    LINEAGE_TABLES,
+    artifacts,
+    metadata,
+    workflow_lineage,
 )
+
 _JSON_FIELDS = {"input_data", "output_data", "metadata", "chart_data", "signal_data"}
 
 

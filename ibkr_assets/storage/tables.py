@@ -23,6 +23,11 @@ def _timestamp() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
+# A row's identity. One run can hold several strategies' steps (e.g. their portfolio snapshots
+# of one date, grouped by Dagster's automation), so the strategy is part of it.
+LINEAGE_KEY: tuple[str, ...] = ("execution_id", "strategy_id", "step_name", "partition_key")
+ARTIFACT_KEY: tuple[str, ...] = (*LINEAGE_KEY, "type", "name")
+
 workflow_lineage = sa.Table(
     "workflow_lineage",
     metadata,
@@ -47,13 +52,7 @@ workflow_lineage = sa.Table(
     sa.Column("previous_attempts", _json(), nullable=False, server_default=sa.text("'[]'")),
     sa.Column("recorded_at", _timestamp(), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", _timestamp()),
-    sa.UniqueConstraint(
-        "execution_id",
-        "strategy_id",
-        "step_name",
-        "partition_key",
-        name="uq_workflow_lineage_step",
-    ),
+    sa.UniqueConstraint(*LINEAGE_KEY, name="uq_workflow_lineage_step"),
     sa.CheckConstraint(
         sa.column("status").in_(LINEAGE_STATUSES), name="ck_workflow_lineage_status"
     ),
@@ -93,15 +92,7 @@ artifacts = sa.Table(
     sa.Column("confidence_score", sa.Numeric(5, 4, asdecimal=False)),
     sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", _timestamp()),
-    sa.UniqueConstraint(
-        "execution_id",
-        "strategy_id",
-        "step_name",
-        "partition_key",
-        "type",
-        "name",
-        name="uq_artifacts_key",
-    ),
+    sa.UniqueConstraint(*ARTIFACT_KEY, name="uq_artifacts_key"),
     sa.CheckConstraint(sa.column("type").in_(ARTIFACT_TYPES), name="ck_artifacts_type"),
     sa.Index("ix_artifacts_type_symbol", "type", "symbol"),
     sa.Index("ix_artifacts_workflow_execution", "workflow_id", "execution_id"),
