@@ -26,6 +26,7 @@ from ibkr_assets.monitoring.run_failures import (
     partition_key_from_tags,
     run_failures,
     safe_webhook_url,
+    strategy_of_step,
 )
 from ibkr_assets_tests.helpers import job_name, run_partitions
 from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
@@ -218,6 +219,12 @@ def test_safe_webhook_url_keeps_only_scheme_host_and_port() -> None:
     url = f"https://alerts:{TOKEN}@hooks.example.com:8443/services/{TOKEN}?token={TOKEN}"
     assert safe_webhook_url(url) == "https://hooks.example.com:8443"
     assert safe_webhook_url("not a url") == "<invalid webhook URL>"
+
+
+def test_a_steps_strategy_is_its_key_prefix() -> None:
+    assert strategy_of_step("momentum__order") == "momentum"
+    assert strategy_of_step("my__strategy__market_data_quality") == "my__strategy"
+    assert strategy_of_step("noop") is None and strategy_of_step(None) is None
 
 
 def test_partition_key_comes_from_the_partition_or_range_tags() -> None:

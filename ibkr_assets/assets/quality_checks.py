@@ -43,7 +43,7 @@ def build_market_data_quality(strategy: StrategyConfig) -> dg.AssetChecksDefinit
     asset_key = dg.AssetKey([strategy.id, "market_data"])
 
     @dg.multi_asset_check(
-        name=f"{strategy.id}_market_data_quality",
+        name=f"{strategy.id}__market_data_quality",  # op names: STRATEGY__STEP
         specs=[
             dg.AssetCheckSpec(
                 name=gate,

@@ -249,10 +249,23 @@ def failures_of(context: dg.RunFailureSensorContext) -> list[dict[str, Any]]:
         ),
     }
     failures = [
-        {**common, "step_key": event.step_key, **_error(event)}
+        {
+            **common,
+            "strategy_id": common["strategy_id"] or strategy_of_step(event.step_key),
+            "step_key": event.step_key,
+            **_error(event),
+        }
         for event in context.get_step_failure_events()
     ]
     return failures or [{**common, "step_key": None, **_error(context.failure_event)}]
+
+
+def strategy_of_step(step_key: str | None) -> str | None:
+    """``"momentum__order"`` -> ``"momentum"``: a strategy's steps are ``STRATEGY__STEP``, so a
+    run that mixes strategies (automation, a UI selection) still names each failure's."""
+    if not step_key or "__" not in step_key:
+        return None
+    return step_key.rsplit("__", 1)[0]
 
 
 def _error(event: dg.DagsterEvent) -> dict[str, str]:
