@@ -62,21 +62,13 @@ def build_charts(strategy: StrategyConfig) -> dg.AssetsDefinition:
 def _materialize(context, indicators, charts, object_store, lineage, mlflow, strategy):
     from ibkr_assets.charts.render import ChartSpec, render_each
 
-    sid = strategy.id
-    tracker = mlflow.get_tracker()
-    recorders = {
-        tf: lineage.recorder(context, f"{tf}_chart", sid, dg.AssetKey([sid, f"{tf}_chart"]))
-        for tf in TIMEFRAMES
-    }
-    values: dict[str, dict[str, ChartImage | Skipped]] = {tf: {} for tf in TIMEFRAMES}
-    refs: dict[str, dict[str, dict]] = {tf: {} for tf in TIMEFRAMES}
+    book = _ChartBook(context, strategy.id, object_store, lineage, mlflow)
     jobs, todo = [], []
     for key in context.partition_keys:
         ind = indicators[key]
         for timeframe in TIMEFRAMES:
             if not ind.is_tradable:
-                _record(key, timeframe, Skipped.upstream(ind), ind, values, refs, recorders,
-                        object_store, tracker, context, sid)  # fmt: skip
+                book.record(key, timeframe, Skipped.upstream(ind), ind)
                 continue
             spec = ChartSpec(
                 symbol=ind.symbol,
@@ -93,56 +85,70 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
         image = ChartImage(
             ind.symbol, ind.as_of, timeframe, chart.png, chart.bars_count, list(chart.indicators)
         )
-        _record(key, timeframe, image, ind, values, refs, recorders, object_store, tracker,
-                context, sid)  # fmt: skip
+        book.record(key, timeframe, image, ind)
     for timeframe in TIMEFRAMES:
-        name = f"{timeframe}_chart"
-        ordered = {key: values[timeframe][key] for key in context.partition_keys}
-        row_ids = recorders[timeframe].flush()
-        yield dg.Output(
-            ordered, output_name=name, metadata=_metadata(ordered, row_ids, refs[timeframe], name)
-        )
+        yield book.output(timeframe)
 
 
-def _record(key, timeframe, value, ind, values, refs, recorders, object_store, tracker, context,
-            sid) -> None:  # fmt: skip
-    """Store one chart's object reference, MLflow artifact and lineage row."""
-    name = f"{timeframe}_chart"
-    recorder = recorders[timeframe]
-    values[timeframe][key] = value
-    ref = refs[timeframe][key] = object_ref(object_store, sid, name, key, value)
-    output = {**value.summary(), "object": ref}
-    if isinstance(value, ChartImage):
-        run_id = tracker.run_for_partition(
-            strategy_id=sid,
-            symbol=value.symbol,
-            partition_key=key,
-            execution_id=recorder.base["execution_id"],
-            dagster_run_id=context.run.run_id,
-        )
-        tracker.log_bytes(run_id, f"{name}.png", value.png)
-        output["mlflow_run_id"] = run_id
-        recorder.add_artifact(
+class _ChartBook:
+    """Each chart's object reference, MLflow artifact and lineage row, per timeframe."""
+
+    def __init__(self, context, strategy_id, object_store, lineage, mlflow) -> None:
+        self.context, self.sid, self.object_store = context, strategy_id, object_store
+        self.tracker = mlflow.get_tracker()
+        self.recorders = {
+            tf: lineage.recorder(
+                context, f"{tf}_chart", strategy_id, dg.AssetKey([strategy_id, f"{tf}_chart"])
+            )
+            for tf in TIMEFRAMES
+        }
+        self.values: dict[str, dict[str, ChartImage | Skipped]] = {tf: {} for tf in TIMEFRAMES}
+        self.refs: dict[str, dict[str, dict]] = {tf: {} for tf in TIMEFRAMES}
+
+    def record(self, key: str, timeframe: str, value, ind: IndicatorSet) -> None:
+        name, recorder, tracker = f"{timeframe}_chart", self.recorders[timeframe], self.tracker
+        self.values[timeframe][key] = value
+        ref = self.refs[timeframe][key] = object_ref(self.object_store, self.sid, name, key, value)
+        output = {**value.summary(), "object": ref}
+        if isinstance(value, ChartImage):
+            run_id = tracker.run_for_partition(
+                strategy_id=self.sid,
+                symbol=value.symbol,
+                partition_key=key,
+                execution_id=recorder.base["execution_id"],
+                dagster_run_id=self.context.run.run_id,
+            )
+            tracker.log_bytes(run_id, f"{name}.png", value.png)
+            output["mlflow_run_id"] = run_id
+            recorder.add_artifact(
+                key,
+                name=f"{value.symbol} {timeframe.capitalize()} Chart {value.as_of}",
+                type="chart",
+                image_path=ref["uri"],
+                uri=ref["uri"],
+                sha256=ref["sha256"],
+                chart_data={
+                    "indicators": value.indicators,
+                    "timeframe": timeframe,
+                    "bars_count": value.bars_count,
+                },
+                mlflow_run_id=run_id,
+                mlflow_experiment_id=tracker.experiment_id(self.sid, value.symbol),
+            )
+        recorder.add(
             key,
-            name=f"{value.symbol} {timeframe.capitalize()} Chart {value.as_of}",
-            type="chart",
-            image_path=ref["uri"],
-            uri=ref["uri"],
-            sha256=ref["sha256"],
-            chart_data={
-                "indicators": value.indicators,
-                "timeframe": timeframe,
-                "bars_count": value.bars_count,
-            },
-            mlflow_run_id=run_id,
-            mlflow_experiment_id=tracker.experiment_id(sid, value.symbol),
+            status="success" if isinstance(value, ChartImage) else value.status,
+            input_data={"indicators": ind.summary()},
+            output_data=output,
         )
-    recorder.add(
-        key,
-        status="success" if isinstance(value, ChartImage) else value.status,
-        input_data={"indicators": ind.summary()},
-        output_data=output,
-    )
+
+    def output(self, timeframe: str) -> dg.Output:
+        """Write the timeframe's rows; its values in partition order, with their metadata."""
+        name = f"{timeframe}_chart"
+        ordered = {key: self.values[timeframe][key] for key in self.context.partition_keys}
+        row_ids = self.recorders[timeframe].flush()
+        metadata = _metadata(ordered, row_ids, self.refs[timeframe], name)
+        return dg.Output(ordered, output_name=name, metadata=metadata)
 
 
 def _metadata(values, row_ids, refs, name) -> dict:
