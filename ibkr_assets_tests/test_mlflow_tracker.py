@@ -342,3 +342,23 @@ def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monke
     )
     assert tagged == first and len(searches) == 1
     assert MlflowClient(tracking_uri=uri).get_run(first).data.tags["signal_action"] == "BUY"
+
+
+def test_params_are_read_once_per_run_and_a_stale_copy_recovers(store) -> None:
+    """``log`` remembers a run's params; if another process logged one since, it still works."""
+    uri, artifacts = store
+    one, other = MlflowTracker(uri, str(artifacts)), MlflowTracker(uri, str(artifacts))
+    run_id = _run(one, "2025-02-04|AAPL")
+    reads: list[str] = []
+    real_get_run = one.client.get_run
+    one.client.get_run = lambda rid: reads.append(rid) or real_get_run(rid)
+    one.log(run_id, params={"model": "m1"})
+    one.log(run_id, params={"template_version": 1})
+    assert reads == []  # known since the run was created here
+
+    other.log(run_id, params={"prompt": "p-other"})  # another process, in between
+    one.log(run_id, params={"prompt": "p-mine"}, metrics={"cost_usd": 0.1})
+    data = MlflowClient(tracking_uri=uri).get_run(run_id).data
+    assert data.params == {"model": "m1", "template_version": "1", "prompt": "p-other"}
+    assert data.tags["param_changed.prompt"] == "p-mine"
+    assert data.metrics["cost_usd"] == 0.1

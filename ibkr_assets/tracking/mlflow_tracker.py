@@ -49,6 +49,9 @@ class MlflowTracker:
         # (partition key, execution id) -> (run id, tags it is known to carry): later steps of the
         # same partition in this process skip the tag search (five steps log into one run).
         self._runs: dict[tuple[str, str, str], tuple[str, dict[str, str]]] = {}
+        # run id -> its params as last seen (MLflow params are write-once), so ``log`` reads
+        # the run only for a run this process has not seen yet.
+        self._params: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -152,14 +155,17 @@ class MlflowTracker:
                 )
                 run_id = created.info.run_id
                 winner = self._find_run(experiment_id, partition_key, execution_id)
+                params = dict(winner.data.params) if winner is not None else {}
                 if winner is not None and winner.info.run_id != run_id:
                     client.delete_run(run_id)
                     run_id = winner.info.run_id
                     self._update_tags(run_id, winner.data.tags, extra)
             else:
                 run_id = existing.info.run_id
+                params = dict(existing.data.params)
                 self._update_tags(run_id, existing.data.tags, extra)
         with self._lock:
+            self._params[run_id] = params
             self._run_experiments[run_id] = experiment_id
             known = cached[1] if cached and cached[0] == run_id else {}
             self._runs[(strategy_id, partition_key, execution_id)] = (run_id, {**known, **extra})
@@ -180,34 +186,52 @@ class MlflowTracker:
         so the first value stays the param and the new one is recorded as the tag
         ``param_changed.<key>`` instead of losing the step's metrics and tags.
         """
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric
+        from mlflow.exceptions import MlflowException
 
-        client = self.client
+        now = int(time.time() * 1000)
+        batch_metrics = [
+            Metric(key, float(value), now, 0)
+            for key, value in (metrics or {}).items()
+            if value is not None
+        ]
+        with self._lock:
+            known = self._params.get(run_id) if params else None
+        with self._guard(f"logging to run {run_id}"):
+            try:
+                self._log_batch(run_id, params, batch_metrics, tags, known)
+            except MlflowException:
+                if known is None:
+                    raise
+                # another process logged a param since this one last read the run
+                self._log_batch(run_id, params, batch_metrics, tags, None)
+
+    def _log_batch(self, run_id, params, metrics, tags, known) -> None:
+        """One ``log_batch``; ``known``: the run's params, or None to read them from the run."""
+        from mlflow.entities import Param, RunTag
+
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         new_params: dict[str, str] = {}
-        with self._guard(f"logging to run {run_id}"):
-            if params:
-                logged = client.get_run(run_id).data.params
-                for key, value in params.items():
-                    text = str(value)
-                    if key not in logged:
-                        new_params[key] = text
-                    elif logged[key] != text:
-                        all_tags[f"param_changed.{key}"] = text
-            now = int(time.time() * 1000)
-            batch_metrics = [
-                Metric(key, float(value), now, 0)
-                for key, value in (metrics or {}).items()
-                if value is not None
-            ]
-            if not (new_params or batch_metrics or all_tags):
-                return
-            client.log_batch(
-                run_id,
-                metrics=batch_metrics,
-                params=[Param(k, v) for k, v in new_params.items()],
-                tags=[RunTag(k, v) for k, v in all_tags.items()],
-            )
+        logged: dict[str, str] = {}
+        if params:
+            logged = known if known is not None else dict(self.client.get_run(run_id).data.params)
+            for key, value in params.items():
+                text = str(value)
+                if key not in logged:
+                    new_params[key] = text
+                elif logged[key] != text:
+                    all_tags[f"param_changed.{key}"] = text
+        if not (new_params or metrics or all_tags):
+            return
+        self.client.log_batch(
+            run_id,
+            metrics=metrics,
+            params=[Param(k, v) for k, v in new_params.items()],
+            tags=[RunTag(k, v) for k, v in all_tags.items()],
+        )
+        if params:
+            with self._lock:
+                self._params[run_id] = {**logged, **new_params}
 
     def log_bytes(self, run_id: str, artifact_path: str, data: bytes) -> None:
         """Store ``data`` as the artifact ``artifact_path`` (e.g. ``charts/daily_chart.png``)."""
