@@ -136,10 +136,12 @@ def test_concurrent_run_creation_converges_on_the_oldest_run(
     real_find = late._find_run
     searches: list[tuple[str, ...]] = []
 
-    def find(*args: str) -> object:  # the first search ran before the winner's run existed
+    def find(*args: str) -> object:
         searches.append(args)
-        return None if len(searches) == 1 else real_find(*args)
+        return real_find(*args)
 
+    # this process looked the execution's runs up before the winner's run existed
+    monkeypatch.setattr(late, "_execution_run", lambda *args: None)
     monkeypatch.setattr(late, "_find_run", find)
 
     assert _run(late, key, execution_id="race", dagster_run_id="d9") == winner
@@ -149,7 +151,7 @@ def test_concurrent_run_creation_converges_on_the_oldest_run(
         run_view_type=ViewType.DELETED_ONLY,
     )
     assert len(deleted) == 1 and deleted[0].info.run_id != winner
-    assert len(searches) == 2
+    assert len(searches) == 1  # the check after creating finds the older run
     assert client.get_run(winner).data.tags["dagster_run_id"] == "d9"
 
 
@@ -362,3 +364,20 @@ def test_params_are_read_once_per_run_and_a_stale_copy_recovers(store) -> None:
     assert data.params == {"model": "m1", "template_version": "1", "prompt": "p-other"}
     assert data.tags["param_changed.prompt"] == "p-mine"
     assert data.metrics["cost_usd"] == 0.1
+
+
+def test_a_range_looks_up_its_execution_runs_with_one_search(store, monkeypatch) -> None:
+    uri, artifacts = store
+    first = MlflowTracker(uri, str(artifacts))
+    keys = [f"2025-03-{d:02d}|MSFT" for d in (3, 4, 5)]
+    made = {k: _run(first, k, execution_id="exec-range") for k in keys[:2]}
+    later = MlflowTracker(uri, str(artifacts))  # another process, e.g. the next step
+    searches: list[object] = []
+    real_search = later.client.search_runs
+    monkeypatch.setattr(
+        later.client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k)
+    )
+    found = {k: _run(later, k, execution_id="exec-range") for k in keys[:2]}
+    assert found == made and len(searches) == 1
+    new = _run(later, keys[2], execution_id="exec-range")  # not there yet: created
+    assert new not in made.values() and len(searches) == 2  # + the check after creating

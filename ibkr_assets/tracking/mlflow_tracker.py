@@ -52,6 +52,9 @@ class MlflowTracker:
         # run id -> its params as last seen (MLflow params are write-once), so ``log`` reads
         # the run only for a run this process has not seen yet.
         self._params: dict[str, dict[str, str]] = {}
+        # (experiment id, execution id) -> partition key -> its oldest run, from one search:
+        # a step over a range looks its runs up at once instead of once per partition.
+        self._execution_runs: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -138,7 +141,7 @@ class MlflowTracker:
         experiment_id = self.experiment_id(strategy_id, symbol)
         client = self.client
         with self._guard(f"finding the run of partition {partition_key!r}"):
-            existing = self._find_run(experiment_id, partition_key, execution_id)
+            existing = self._execution_run(experiment_id, partition_key, execution_id)
             if existing is None:
                 created = client.create_run(
                     experiment_id,
@@ -275,6 +278,35 @@ class MlflowTracker:
             netloc = f"{netloc}:{parts.port}"
         base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def _execution_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
+        """The partition's run in this execution as of this process's one search for all of
+        the execution's runs (oldest per partition), or None. A run another process creates
+        later is not seen here; creating the run again is then settled by ``_find_run``."""
+        from mlflow.entities import ViewType
+
+        scope = (experiment_id, execution_id)
+        with self._lock:
+            runs = self._execution_runs.get(scope)
+        if runs is None:
+            runs, token = {}, None
+            while True:
+                page = self.client.search_runs(
+                    [experiment_id],
+                    filter_string=f"tags.execution_id = {quote_filter_value(execution_id)}",
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=1000,
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
+                )
+                for run in page:
+                    runs.setdefault(run.data.tags.get("partition_key"), run)
+                token = page.token
+                if not token:
+                    break
+            with self._lock:
+                self._execution_runs[scope] = runs
+        return runs.get(partition_key)
 
     def _find_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
         """The oldest active run with these tags (or None); oldest so concurrent callers agree."""
