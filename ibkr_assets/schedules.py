@@ -6,7 +6,7 @@ import dagster as dg
 
 from ibkr_assets.jobs import workflow_job_name
 from ibkr_assets.partitions import symbols_partition_name
-from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, load_strategies
+from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, current_strategy
 from ibkr_assets.strategies.schedules import build_schedule
 
 
@@ -20,7 +20,7 @@ def after_close_schedule(strategy: StrategyConfig) -> dg.ScheduleDefinition:
 
     def symbols(context: dg.ScheduleEvaluationContext) -> list[str]:
         try:
-            current = {s.id: s for s in load_strategies()}.get(strategy.id)
+            current = current_strategy(strategy.id)
         except StrategyConfigError as exc:  # a bad edit must not stop the day's runs
             context.log.warning(f"strategies file is invalid, using the loaded symbols: {exc}")
             current = strategy

@@ -9,7 +9,7 @@ from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.settings import Settings, load_settings
-from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, load_strategies
+from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, current_strategy
 
 
 def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
@@ -32,7 +32,7 @@ def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
         refused with the reason and never becomes a partition.
         """
         try:
-            current = {s.id: s for s in load_strategies()}.get(strategy.id)
+            current = current_strategy(strategy.id)
         except StrategyConfigError as exc:
             return dg.SkipReason(f"strategies file is invalid, no symbols added: {exc}")
         if current is None:

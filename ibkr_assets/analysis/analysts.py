@@ -341,8 +341,6 @@ class OpenAIAnalyst:
         self.provider = provider
         self.model = model
         self.base_url = base_url
-        # Part of the replay-cache key: the same model name on another server is another model.
-        self.endpoint = base_url
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.price_per_mtok_in = price_per_mtok_in
@@ -351,6 +349,11 @@ class OpenAIAnalyst:
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()
         self._local = threading.local()  # per-thread count of HTTP attempts
+
+    @property
+    def endpoint(self) -> str | None:
+        """Part of the replay-cache key: the same model name on another server is another model."""
+        return self.base_url
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,7 @@ from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
 from ibkr_assets.partitions import date_partitions
 from ibkr_assets.resources.broker import BrokerResource
+from ibkr_assets.resources.io_manager import latest_materializations
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
@@ -147,26 +148,13 @@ def _order_runs(
     context: dg.AssetExecutionContext, order_key: dg.AssetKey, keys: list[str]
 ) -> dict[str, tuple[str, str]]:
     """``partition -> (execution id, run id)`` of the latest ``order`` materialization of each."""
-    found: dict[str, tuple[str, str]] = {}
     roots: dict[str, str] = {}
-    cursor = None
-    while len(found) < len(keys):
-        result = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=order_key, asset_partitions=keys),
-            limit=1000,
-            cursor=cursor,
-        )
-        for record in result.records:
-            key = record.partition_key
-            if key is None or key in found:
-                continue
-            if record.run_id not in roots:
-                run = context.instance.get_run_by_id(record.run_id)
-                roots[record.run_id] = (run.root_run_id if run else None) or record.run_id
-            found[key] = (roots[record.run_id], record.run_id)
-        if not result.has_more:
-            break
-        cursor = result.cursor
+    found = {}
+    for key, record in latest_materializations(context.instance, order_key, keys).items():
+        if record.run_id not in roots:
+            run = context.instance.get_run_by_id(record.run_id)
+            roots[record.run_id] = (run.root_run_id if run else None) or record.run_id
+        found[key] = (roots[record.run_id], record.run_id)
     return found
 
 

@@ -88,12 +88,11 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         return values
 
 
-def _latest_versions(
-    instance: dg.DagsterInstance, store: ObjectStore, asset_key: dg.AssetKey, keys: list[str]
-) -> dict[str, dict]:
-    """The object version of the latest materialization of each partition in ``keys``."""
-    found: dict[str, dict] = {}
-    manifests: dict[str, dict] = {}  # one read per upstream step, however many partitions
+def latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]
+) -> dict[str, dg.EventLogRecord]:
+    """The latest materialization record of each partition in ``keys`` that has one."""
+    found: dict[str, dg.EventLogRecord] = {}
     cursor = None
     while len(found) < len(keys):
         result = instance.fetch_materializations(
@@ -101,21 +100,29 @@ def _latest_versions(
             limit=1000,
             cursor=cursor,
         )
-        for record in result.records:
-            materialization = record.asset_materialization
-            partition = materialization.partition if materialization else None
-            if partition is None or partition in found:
-                continue
-            entry = materialization.metadata.get(VERSIONS_METADATA_KEY)
-            if entry is None:
-                continue
-            ref = entry.value
-            if ref["version_key"] not in manifests:
-                data = get_verified(store, ref["version_key"], ref["sha256"])
-                manifests[ref["version_key"]] = json.loads(data)
-            if partition in manifests[ref["version_key"]]:
-                found[partition] = manifests[ref["version_key"]][partition]
+        for record in result.records:  # newest first
+            if record.partition_key is not None:
+                found.setdefault(record.partition_key, record)
         if not result.has_more:
             break
         cursor = result.cursor
+    return found
+
+
+def _latest_versions(
+    instance: dg.DagsterInstance, store: ObjectStore, asset_key: dg.AssetKey, keys: list[str]
+) -> dict[str, dict]:
+    """The object version of the latest materialization of each partition in ``keys``."""
+    found: dict[str, dict] = {}
+    manifests: dict[str, dict] = {}  # one read per upstream step, however many partitions
+    for partition, record in latest_materializations(instance, asset_key, keys).items():
+        entry = record.asset_materialization.metadata.get(VERSIONS_METADATA_KEY)
+        if entry is None:
+            continue
+        ref = entry.value
+        if ref["version_key"] not in manifests:
+            data = get_verified(store, ref["version_key"], ref["sha256"])
+            manifests[ref["version_key"]] = json.loads(data)
+        if partition in manifests[ref["version_key"]]:
+            found[partition] = manifests[ref["version_key"]][partition]
     return found

@@ -494,3 +494,9 @@ def load_strategies(
     if too_many:
         raise StrategyConfigError(too_many)
     return list(parsed.strategies)
+
+
+def current_strategy(strategy_id: str) -> StrategyConfig | None:
+    """``strategy_id`` as the strategies file says now (None once removed from it): sensors and
+    schedules read this at every tick, so an edit takes effect without a restart."""
+    return next((s for s in load_strategies() if s.id == strategy_id), None)
