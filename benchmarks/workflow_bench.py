@@ -5,7 +5,8 @@ ending on a fixed day (2025-06-30), so runs are comparable; ``--scale 2`` double
 runs one strategy ``bench`` of these symbols with the strategy defaults (sample bars, the rules
 analyst, the paper broker) on the embedded default deployment: SQLite, the local
 object store and a SQLite MLflow store. Each measurement gets its own fresh temporary
-``IBKR_ASSETS_HOME`` and ``DAGSTER_HOME`` (no ``dagster.yaml``); configuration inherited from
+``IBKR_ASSETS_HOME`` and ``DAGSTER_HOME`` (with the ``dagster.yaml`` that ``ibkr-assets`` writes,
+the repository's instance configuration); configuration inherited from
 the calling environment is dropped, so the defaults apply.
 
 - (a) single run: one Python process builds the definitions and calls ``run_workflow`` for the
@@ -47,6 +48,7 @@ import time
 from pathlib import Path
 
 from ibkr_assets.charts.render import ChartSpec, render_chart, render_many
+from ibkr_assets.dagster_home import write_instance_config
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.calendar import sessions_between
 from ibkr_assets.domain.indicators import compute_indicators
@@ -153,7 +155,7 @@ def _environment(folder: Path, first_day: dt.date) -> dict[str, str]:
         and not k.startswith(("IBKR_ASSETS_", "MLFLOW_", "DAGSTER_"))
         and k != "PYTHONPATH"
     }
-    (folder / "dagster").mkdir()
+    write_instance_config(folder / "dagster")  # the embedded deployment's instance
     strategies = folder / "strategies.yaml"
     strategies.write_text(
         json.dumps({"strategies": [{"id": "bench", "symbols": SYMBOLS}]})  # JSON is YAML
@@ -163,6 +165,7 @@ def _environment(folder: Path, first_day: dt.date) -> dict[str, str]:
         "IBKR_ASSETS_HOME": str(folder / "home"),
         "DAGSTER_HOME": str(folder / "dagster"),
         "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "DAGSTER_EVENT_BATCH_SIZE": "1000",  # as the ibkr-assets command sets it
         "PYTHONPATH": os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p),
     }
     if first_day < dt.date.fromisoformat(DEFAULT_START_DATE):

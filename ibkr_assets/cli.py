@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ibkr_assets.dagster_home import write_instance_config
+
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -32,10 +34,13 @@ def last_closed_sessions(
 
 
 def _dagster_home() -> Path:
+    # Dagster then hands a step's asset events to the event log as one batch, which the embedded
+    # deployment's storage writes in one transaction; Dagster reads this from the environment only.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
     home = Path.cwd() if (Path.cwd() / "dagster.yaml").is_file() else Path.cwd() / ".dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
+    write_instance_config(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -353,8 +358,10 @@ def _print_locations(settings) -> None:
         "(experiments {strategy}/trading_workflow_{symbol})"
     )
     print(f"  open it with: mlflow ui --backend-store-uri {safe_url(settings.tracking_uri)}")
+    home = os.environ.get("DAGSTER_HOME", ".")
     print(
-        "Browse runs, partitions and the lineage graph: DAGSTER_HOME=$PWD dagster dev  (http://127.0.0.1:3000)"
+        f"Browse runs, partitions and the lineage graph: DAGSTER_HOME={home} dagster dev"
+        "  (http://127.0.0.1:3000)"
     )
 
 

@@ -303,10 +303,14 @@ def test_resource_prepares_the_sqlite_folder(tmp_path: Path) -> None:
     assert (tmp_path / "home").is_dir()
     assert tracker.artifact_root == str((tmp_path / "home" / "mlflow-artifacts").resolve())
     assert resource.get_tracker() is tracker
+    # Dagster builds the resource anew for each step: the steps of a run share one tracker
+    assert MlflowResource(tracking_uri=resource.tracking_uri).get_tracker() is tracker
+    other_root = MlflowResource(tracking_uri=resource.tracking_uri, artifact_root=str(tmp_path))
+    assert other_root.get_tracker() is not tracker
     server = MlflowResource(tracking_uri="http://mlflow:5000", artifact_root="s3://b/mlflow")
     assert server.get_tracker().artifact_root == "s3://b/mlflow"
     assert server.get_tracker()._artifact_location("e") == "s3://b/mlflow/e"
-    assert os.listdir(tmp_path) == ["home"]
+    assert sorted(os.listdir(tmp_path)) == ["home"]
 
 
 def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monkeypatch) -> None:

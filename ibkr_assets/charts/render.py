@@ -13,6 +13,7 @@ take over a second to import, which callers that never draw should not pay.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import io
 import multiprocessing
 import os
@@ -184,7 +185,15 @@ def render_each(
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     frames, specs = zip(*jobs, strict=True)
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-        yield from pool.map(render_chart, frames, specs)
+        # Forked workers start on the first submit. Frozen, the objects they inherit are left
+        # alone by their garbage collector, which would otherwise walk (and so copy) the
+        # parent's whole heap again and again while matplotlib churns through objects.
+        gc.freeze()
+        try:
+            charts = pool.map(render_chart, frames, specs)
+        finally:
+            gc.unfreeze()
+        yield from charts
 
 
 def _shown_rows(frame: pd.DataFrame, spec: ChartSpec) -> pd.DataFrame:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr
 
 from ibkr_assets.tracking.mlflow_tracker import MlflowTracker, sqlite_database
 
 DEFAULT_ARTIFACT_FOLDER = "mlflow-artifacts"
+
+# One tracker per store and process: Dagster builds the resource again for every step, and each
+# new tracker would open its own client (seconds for a SQL store) and look its experiments up again.
+_TRACKERS: dict[tuple[str, str | None], MlflowTracker] = {}
+_TRACKERS_LOCK = threading.Lock()
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -24,16 +29,16 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str = "sqlite:///.ibkr_assets/mlflow.db"
     artifact_root: str | None = None
 
-    _tracker: MlflowTracker | None = PrivateAttr(default=None)
-
     def get_tracker(self) -> MlflowTracker:
-        if self._tracker is None:
-            artifact_root = self.artifact_root
-            database = sqlite_database(self.tracking_uri)
-            if database is not None:
-                folder = Path(database).parent
-                folder.mkdir(parents=True, exist_ok=True)
-                if artifact_root is None:
-                    artifact_root = str((folder / DEFAULT_ARTIFACT_FOLDER).resolve())
-            self._tracker = MlflowTracker(self.tracking_uri, artifact_root)
-        return self._tracker
+        artifact_root = self.artifact_root
+        database = sqlite_database(self.tracking_uri)
+        if database is not None:
+            folder = Path(database).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            if artifact_root is None:
+                artifact_root = str((folder / DEFAULT_ARTIFACT_FOLDER).resolve())
+        with _TRACKERS_LOCK:
+            key = (self.tracking_uri, artifact_root)
+            if key not in _TRACKERS:
+                _TRACKERS[key] = MlflowTracker(self.tracking_uri, artifact_root)
+            return _TRACKERS[key]

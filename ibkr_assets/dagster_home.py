@@ -1,0 +1,48 @@
+"""The Dagster instance of the embedded deployment: SQLite storage in one folder.
+
+The repository's ``dagster.yaml`` is this configuration for ``DAGSTER_HOME=$PWD``; the
+``ibkr-assets`` command writes the same into a ``DAGSTER_HOME`` it creates, so its runs get the
+same storage as runs launched from the UI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+EVENT_LOG_STORAGE = ("ibkr_assets.storage.dagster_sqlite", "PooledSqliteEventLogStorage")
+
+
+def instance_config(storage_dir: str) -> dict:
+    """``dagster.yaml`` content with every storage under ``storage_dir`` (the layout of
+    Dagster's ``storage: sqlite``), the event log through ``PooledSqliteEventLogStorage``."""
+    module, cls = EVENT_LOG_STORAGE
+    return {
+        "run_storage": {
+            "module": "dagster._core.storage.runs",
+            "class": "SqliteRunStorage",
+            "config": {"base_dir": f"{storage_dir}/history"},
+        },
+        "event_log_storage": {
+            "module": module,
+            "class": cls,
+            "config": {"base_dir": f"{storage_dir}/history/runs"},
+        },
+        "schedule_storage": {
+            "module": "dagster._core.storage.schedules",
+            "class": "SqliteScheduleStorage",
+            "config": {"base_dir": f"{storage_dir}/schedules"},
+        },
+        "telemetry": {"enabled": False},
+    }
+
+
+def write_instance_config(home: Path) -> Path:
+    """Write ``home/dagster.yaml`` for the embedded deployment unless one exists; its path."""
+    path = home / "dagster.yaml"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        config = instance_config(str((home / "storage").resolve()))
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

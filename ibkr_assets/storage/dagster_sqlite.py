@@ -1,0 +1,159 @@
+"""Dagster's SQLite event log with its database connections kept open.
+
+Dagster's ``SqliteEventLogStorage`` builds a new engine, connects, commits and disposes for every
+event it writes (twice for an asset event: the run's database and the cross-run index), about
+6 ms an event here; a single-run backfill of 100 partitions writes some 1,600 events. This
+subclass keeps a connection open to each database file it wrote to recently (the index and the
+runs in progress), and sets ``synchronous=NORMAL``, SQLite's recommended setting for WAL
+databases such as Dagster's: a commit survives the process crashing, only a power loss may undo
+the last ones. A batch of events (Dagster sends one when ``DAGSTER_EVENT_BATCH_SIZE`` is set) is
+written in one transaction per database.
+
+With connections kept open, a commit lands in the database's ``-wal`` file and reaches the main
+file only at a checkpoint, so the watcher that streams a run's events to the UI also wakes on
+the ``-wal`` file. Everything else (schema, migrations, queries) is Dagster's own. The repository's ``dagster.yaml`` configures it for the embedded deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+
+import sqlalchemy as sa
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.base import EventHandlerFn
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SqliteEventLogStorage,
+    SqliteEventLogStorageWatchdog,
+)
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._serdes import ConfigurableClassData
+from watchdog.observers import Observer
+
+MAX_OPEN_DATABASES = 8  # the index plus the runs being written; older ones are closed
+
+
+def _normal_sync(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """``SqliteEventLogStorage`` that reuses its connections (see the module docstring).
+
+    .. code-block:: yaml
+
+        event_log_storage:
+          module: ibkr_assets.storage.dagster_sqlite
+          class: PooledSqliteEventLogStorage
+          config:
+            base_dir: .dagster_home/storage/history/runs
+    """
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        # Set before Dagster's __init__, which may already connect (to create the index).
+        self._pool_lock = threading.RLock()
+        self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
+        self._engines_pid = os.getpid()
+        self._batch: dict[str, sa.Connection] | None = None
+        self._batch_stack: ExitStack | None = None
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(  # ty: ignore[invalid-method-override]
+        cls, inst_data: ConfigurableClassData | None, config_value
+    ) -> PooledSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[sa.Connection]:
+        """A connection in a transaction on ``shard``'s database, committed on exit (or, inside
+        ``store_event_batch``, when the batch ends)."""
+        with self._pool_lock:
+            if self._batch is not None and self._batch_stack is not None:
+                connection = self._batch.get(shard)
+                if connection is None:
+                    connection = self._batch_stack.enter_context(self._transaction(shard))
+                    self._batch[shard] = connection
+                yield connection
+                return
+            with self._transaction(shard) as connection:
+                yield connection
+
+    @contextmanager
+    def _transaction(self, shard: str) -> Iterator[sa.Connection]:
+        with self._engine(shard).connect() as connection, connection.begin():
+            yield connection
+
+    def _engine(self, shard: str) -> sa.Engine:
+        if self._engines_pid != os.getpid():
+            # A forked child must not share the parent's SQLite connections: forget them unclosed.
+            for engine in self._engines.values():
+                engine.dispose(close=False)
+            self._engines.clear()
+            self._engines_pid = os.getpid()
+        engine = self._engines.pop(shard, None)
+        if engine is None:
+            engine = sa.create_engine(
+                self.conn_string_for_shard(shard),
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            )
+            sa.event.listen(engine, "connect", _normal_sync)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+        self._engines[shard] = engine  # most recently used last
+        while len(self._engines) > MAX_OPEN_DATABASES:
+            _, oldest = self._engines.popitem(last=False)
+            oldest.dispose()
+        return engine
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Dagster's ``store_event`` for each event, in one transaction per database: all of
+        the batch is stored or, on an error, none of it (Dagster then stores them one by one)."""
+        with self._pool_lock:
+            if self._batch is not None:  # nested: already inside a batch on this thread
+                for event in events:
+                    self.store_event(event)
+                return
+            self._batch, self._batch_stack = {}, ExitStack()
+            try:
+                with self._batch_stack:
+                    for event in events:
+                        self.store_event(event)
+            finally:
+                self._batch, self._batch_stack = None, None
+
+    def watch(self, run_id: str, cursor: str | None, callback: EventHandlerFn) -> None:
+        """Dagster's ``watch``, with a handler that also wakes on the ``-wal`` file."""
+        if not self._obs:
+            self._obs = Observer()
+            self._obs.start()
+        handler = _WalAwareWatchdog(self, run_id, callback, cursor)
+        scheduled = self._obs.schedule(handler, self._base_dir, recursive=True)
+        self._watchers[run_id][callback] = (handler, scheduled)
+
+    def _close_all(self) -> None:
+        with self._pool_lock:
+            while self._engines:
+                _, engine = self._engines.popitem()
+                engine.dispose()
+
+    def wipe(self) -> None:
+        self._close_all()  # the run databases are deleted: never write to an unlinked file
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_all()
+        super().dispose()
+
+
+class _WalAwareWatchdog(SqliteEventLogStorageWatchdog):
+    """Reads a run's new events when its database or its ``-wal`` file changes."""
+
+    def dispatch(self, event) -> None:
+        paths = (self._log_path, self._log_path + "-wal")
+        if event.event_type == "modified" and os.fsdecode(event.src_path) in paths:
+            self._process_log()

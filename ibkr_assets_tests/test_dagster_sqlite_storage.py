@@ -1,0 +1,192 @@
+"""The embedded deployment's Dagster instance: SQLite with the event log's connections kept open.
+
+Every test goes through a real ``DagsterInstance`` built from the configuration the repository's
+``dagster.yaml`` holds, materializing real partitioned assets; a second instance on the same
+folder stands in for another process (the UI, the daemon) reading what the first one wrote.
+"""
+
+import os
+import threading
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from ibkr_assets.dagster_home import instance_config, write_instance_config
+from ibkr_assets.storage.dagster_sqlite import PooledSqliteEventLogStorage
+
+REPO = Path(__file__).resolve().parents[1]
+DAYS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-11")
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def prices(context: dg.AssetExecutionContext) -> dict[str, int]:
+    return {key: len(key) for key in context.partition_keys}
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def doubled(prices: dict[str, int]) -> dict[str, int]:
+    return {key: 2 * value for key, value in prices.items()}
+
+
+def _instance(home: Path) -> dg.DagsterInstance:
+    write_instance_config(home)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def _materialize_range(instance: dg.DagsterInstance, first: str, last: str):
+    return dg.materialize(
+        [prices, doubled],
+        instance=instance,
+        resources={"io_manager": dg.mem_io_manager},
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+
+
+def test_repository_dagster_yaml_is_the_embedded_instance_config():
+    text = (REPO / "dagster.yaml").read_text()
+    repository = yaml.safe_load(text)
+    expected = instance_config(".dagster_home/storage")
+    for section in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert repository[section] == expected[section], section
+
+
+def test_write_instance_config_keeps_an_existing_file(tmp_path):
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(tmp_path)
+    assert (tmp_path / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_a_range_run_is_recorded_and_readable_from_another_instance(tmp_path):
+    with _instance(tmp_path) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        result = _materialize_range(instance, "2025-01-02", "2025-01-06")
+        assert result.success
+        run_id = result.run_id
+        # the writer's connections are still open while another instance reads
+        with dg.DagsterInstance.from_config(str(tmp_path)) as reader:
+            records = reader.get_records_for_run(run_id).records
+            materialized = reader.get_materialized_partitions(dg.AssetKey("doubled"))
+            planned = reader.get_event_records(
+                dg.EventRecordsFilter(
+                    dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                    asset_key=dg.AssetKey("doubled"),
+                )
+            )
+            assert reader.get_run_by_id(run_id).is_success
+    assert materialized == {f"2025-01-0{d}" for d in range(2, 7)}
+    assert len(planned) == 5  # one per partition, so a failed run marks them failed
+    kinds = [
+        r.event_log_entry.dagster_event_type for r in records if r.event_log_entry.is_dagster_event
+    ]
+    assert kinds.count(dg.DagsterEventType.ASSET_MATERIALIZATION) == 10
+    assert kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
+
+
+def test_batched_events_are_all_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    with _instance(tmp_path) as instance:
+        stored = []
+        storage = instance.event_log_storage
+        original = storage.store_event_batch
+
+        def counting(events):
+            stored.append(len(events))
+            original(events)
+
+        monkeypatch.setattr(storage, "store_event_batch", counting)
+        result = _materialize_range(instance, "2025-01-01", "2025-01-10")
+        assert result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("prices")) == set(
+            DAYS.get_partition_keys()[:10]
+        )
+    assert max(stored) >= 10  # the planned events and each step's materializations came batched
+
+
+def test_a_failing_batch_stores_none_of_its_events(tmp_path, monkeypatch):
+    with _instance(tmp_path) as instance:
+        assert _materialize_range(instance, "2025-01-01", "2025-01-02").success
+        storage = instance.event_log_storage
+        entries = [
+            r.event_log_entry
+            for r in instance.get_records_for_run(instance.get_runs()[0].run_id).records
+            if r.event_log_entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        ]
+        copies = [e._replace(run_id="batch-run") for e in entries]
+        calls = []
+        real = storage._store_asset_event
+
+        def fail_on_second(conn, event, event_id):
+            calls.append(event_id)
+            if len(calls) == 2:
+                raise RuntimeError("disk full")
+            real(conn, event, event_id)
+
+        monkeypatch.setattr(storage, "_store_asset_event", fail_on_second)
+        with pytest.raises(RuntimeError, match="disk full"):
+            storage.store_event_batch(copies)
+        assert storage.get_records_for_run("batch-run").records == []
+        monkeypatch.setattr(storage, "_store_asset_event", real)
+        storage.store_event_batch(copies)  # the connections are usable again afterwards
+        assert len(storage.get_records_for_run("batch-run").records) == len(copies)
+
+
+def test_a_watcher_sees_events_written_through_a_kept_open_connection(tmp_path):
+    with _instance(tmp_path) as writer, dg.DagsterInstance.from_config(str(tmp_path)) as viewer:
+        assert _materialize_range(writer, "2025-01-01", "2025-01-01").success
+        run = writer.get_runs()[0]
+        seen = threading.Event()
+        received = []
+
+        def callback(entry, cursor):
+            received.append(entry)
+            if entry.message == "written later":
+                seen.set()
+
+        viewer.event_log_storage.watch(run.run_id, None, callback)
+        try:
+            writer.report_engine_event("written later", run)
+            assert seen.wait(10), "the watcher never saw the new event"
+        finally:
+            viewer.event_log_storage.end_watch(run.run_id, callback)
+    assert received[-1].message == "written later"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_opens_its_own_connections(tmp_path):
+    with _instance(tmp_path) as instance:
+        assert _materialize_range(instance, "2025-01-01", "2025-01-01").success
+        run = instance.get_runs()[0]
+        pid = os.fork()
+        if pid == 0:  # the child writes through its inherited storage object, then leaves
+            try:
+                instance.report_engine_event("from the child", run)
+                code = 0
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        instance.report_engine_event("from the parent", run)  # the parent's connection still works
+        messages = [
+            r.event_log_entry.message for r in instance.get_records_for_run(run.run_id).records
+        ]
+    assert messages[-2:] == ["from the child", "from the parent"]
+
+
+def test_wipe_closes_the_connections_to_deleted_databases(tmp_path):
+    with _instance(tmp_path) as instance:
+        assert _materialize_range(instance, "2025-01-01", "2025-01-01").success
+        instance.event_log_storage.wipe()
+        result = _materialize_range(instance, "2025-01-03", "2025-01-03")
+        assert result.success
+        with dg.DagsterInstance.from_config(str(tmp_path)) as reader:
+            kinds = [
+                r.event_log_entry.dagster_event_type
+                for r in reader.get_records_for_run(result.run_id).records
+            ]
+    assert dg.DagsterEventType.RUN_SUCCESS in kinds
