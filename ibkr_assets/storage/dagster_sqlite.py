@@ -11,7 +11,10 @@ written in one transaction per database.
 
 With connections kept open, a commit lands in the database's ``-wal`` file and reaches the main
 file only at a checkpoint, so the watcher that streams a run's events to the UI also wakes on
-the ``-wal`` file. Everything else (schema, migrations, queries) is Dagster's own. The repository's ``dagster.yaml`` configures it for the embedded deployment.
+the ``-wal`` file. Everything else (schema, migrations, queries) is Dagster's own; the
+overridden methods are Dagster internals, so ``test_dagster_sqlite_storage.py`` exercises them
+through real instances. The repository's ``dagster.yaml`` configures it for the embedded
+deployment; production uses Dagster's PostgreSQL storage (``docker/dagster.yaml``).
 """
 
 from __future__ import annotations
