@@ -10,8 +10,9 @@ the repository's instance configuration); configuration inherited from
 the calling environment is dropped, so the defaults apply.
 
 - (a) single run: one Python process builds the definitions and calls ``run_workflow`` for the
-  range (one run over every ``date|symbol`` partition, then one portfolio run). The wall clock
-  is taken from outside, process start and imports included, as a user pays them.
+  range (one run over every ``date|symbol`` partition, then one portfolio run), then exits as
+  the ``ibkr-assets`` program does (heap frozen, so no last collection of it). The wall clock
+  is taken from outside, process start, imports and exit included, as a user pays them.
 - (b) one run per partition: each ``date|symbol`` partition in its own process executing
   ``bench_workflow_job``, one after another, as Dagster's default run launcher starts a
   process per run. Every such process pays interpreter start, imports and Dagster/MLflow setup
@@ -96,6 +97,7 @@ start, end = dt.date.fromisoformat(sys.argv[3]), dt.date.fromisoformat(sys.argv[
 outcomes = run_workflow(defs, instance, "bench", symbols, start, end, run_config=quiet)
 errors = [f"{o.job}: {e}" for o in outcomes for e in (o.errors or ([] if o.success else ["failed"]))]
 print(json.dumps({"setup": loaded - started, "runs": time.perf_counter() - loaded, "errors": errors}))
+import gc; gc.freeze()  # as the ibkr-assets program exits: no last collection of the whole heap
 """
 )
 

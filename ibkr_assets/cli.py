@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import logging
 import os
 import sys
@@ -410,5 +411,16 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def run() -> None:
+    """The ``ibkr-assets`` program: ``main``, then exit without a last garbage collection.
+
+    At exit Python's collector would walk and free the whole heap of the run (a second or two
+    after a range run); frozen, it is left for the operating system to reclaim at once.
+    """
+    code = main()
+    gc.freeze()
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

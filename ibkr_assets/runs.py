@@ -9,6 +9,9 @@ for the dates.
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -60,15 +63,37 @@ def run_workflow(
         have = instance.get_dynamic_partitions(partitions)
     outcomes = []
     workflow = defs.resolve_job_def(workflow_job_name(strategy_id))
-    for block in contiguous_blocks(list(have), symbols):
-        range_tags = {RANGE_START: f"{start}|{block[0]}", RANGE_END: f"{end}|{block[-1]}"}
-        outcomes.append(
-            _execute(workflow, instance, block, {**(tags or {}), **range_tags}, run_config)
-        )
     portfolio = defs.resolve_job_def(portfolio_job_name(strategy_id))
-    range_tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
-    outcomes.append(_execute(portfolio, instance, [], {**(tags or {}), **range_tags}, run_config))
+    with collector_spares_the_loaded_heap():
+        for block in contiguous_blocks(list(have), symbols):
+            range_tags = {RANGE_START: f"{start}|{block[0]}", RANGE_END: f"{end}|{block[-1]}"}
+            outcomes.append(
+                _execute(workflow, instance, block, {**(tags or {}), **range_tags}, run_config)
+            )
+        range_tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
+        outcomes.append(
+            _execute(portfolio, instance, [], {**(tags or {}), **range_tags}, run_config)
+        )
     return outcomes
+
+
+@contextmanager
+def collector_spares_the_loaded_heap(first_generation: int = 50_000) -> Iterator[None]:
+    """Python's cyclic garbage collector, tuned for one long run in a loaded process.
+
+    A range run allocates millions of short-lived objects, and every full collection would
+    also walk all that was imported and built before it (Dagster, MLflow, pandas, the
+    definitions): about a tenth of a range run's time here. Frozen, those objects are skipped,
+    and a larger first-generation threshold makes collections rarer. Both are undone on exit.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(first_generation, thresholds[1], thresholds[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _execute(job, instance, symbols, tags, run_config) -> RunOutcome:

@@ -188,11 +188,13 @@ def render_each(
         # Forked workers start on the first submit. Frozen, the objects they inherit are left
         # alone by their garbage collector, which would otherwise walk (and so copy) the
         # parent's whole heap again and again while matplotlib churns through objects.
+        already_frozen = gc.get_freeze_count() > 0  # by the caller: leave that to it
         gc.freeze()
         try:
             charts = pool.map(render_chart, frames, specs)
         finally:
-            gc.unfreeze()
+            if not already_frozen:
+                gc.unfreeze()
         yield from charts
 
 
