@@ -133,16 +133,13 @@ def test_concurrent_run_creation_converges_on_the_oldest_run(
     key = "2025-01-08|AAPL"
     winner = _run(tracker, key, execution_id="race")
     late = MlflowTracker(store[0])
-    real_find = late._find_run
-    searches: list[tuple[str, ...]] = []
-
-    def find(*args: str) -> object:
-        searches.append(args)
-        return real_find(*args)
-
+    searches: list[object] = []
+    real_search = late.client.search_runs
+    monkeypatch.setattr(
+        late.client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k)
+    )
     # this process looked the execution's runs up before the winner's run existed
     monkeypatch.setattr(late, "_execution_run", lambda *args: None)
-    monkeypatch.setattr(late, "_find_run", find)
 
     assert _run(late, key, execution_id="race", dagster_run_id="d9") == winner
     deleted = client.search_runs(
@@ -151,7 +148,7 @@ def test_concurrent_run_creation_converges_on_the_oldest_run(
         run_view_type=ViewType.DELETED_ONLY,
     )
     assert len(deleted) == 1 and deleted[0].info.run_id != winner
-    assert len(searches) == 1  # the check after creating finds the older run
+    assert len(searches) == 1  # the search after creating finds the older run
     assert client.get_run(winner).data.tags["dagster_run_id"] == "d9"
 
 
@@ -337,7 +334,6 @@ def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monke
         dagster_run_id="r1",
     )
     assert again == first and searches == []
-    # a new tag value is written, so that call does look the run up again
     tagged = fresh.run_for_partition(
         strategy_id="momentum",
         symbol="AAPL",
@@ -346,8 +342,15 @@ def test_later_steps_of_a_partition_reuse_the_run_without_searching(store, monke
         dagster_run_id="r1",
         tags={"signal_action": "BUY"},
     )
-    assert tagged == first and len(searches) == 1
-    assert MlflowClient(tracking_uri=uri).get_run(first).data.tags["signal_action"] == "BUY"
+    # the new tag is written to the same run, known from the search that followed its creation
+    assert tagged == first and searches == []
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(first).data.tags["signal_action"] == "BUY"
+    experiment = client.get_run(first).info.experiment_id
+    deleted = client.search_runs(
+        [experiment], "tags.execution_id = 'exec-cache'", run_view_type=ViewType.DELETED_ONLY
+    )
+    assert deleted == []  # no duplicate run was created (and deleted) along the way
 
 
 def test_params_are_read_once_per_run_and_a_stale_copy_recovers(store) -> None:
@@ -385,3 +388,40 @@ def test_a_range_looks_up_its_execution_runs_with_one_search(store, monkeypatch)
     assert found == made and len(searches) == 1
     new = _run(later, keys[2], execution_id="exec-range")  # not there yet: created
     assert new not in made.values() and len(searches) == 2  # + the check after creating
+
+
+def test_runs_for_many_partitions_are_created_with_one_search_per_experiment(
+    store, monkeypatch
+) -> None:
+    uri, artifacts = store
+    tracker = MlflowTracker(uri, str(artifacts))
+    partitions = {f"2025-04-0{d}|{s}": s for d in (1, 2, 3) for s in ("AAPL", "MSFT")}
+    searches: list[object] = []
+    real_search = tracker.client.search_runs
+    monkeypatch.setattr(
+        tracker.client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k)
+    )
+    runs = tracker.runs_for_partitions(
+        strategy_id="momentum", partitions=partitions, execution_id="exec-many", dagster_run_id="r7"
+    )
+    assert sorted(runs) == sorted(partitions) and len(set(runs.values())) == 6
+    assert len(searches) == 4  # per experiment: the lookup before creating, the check after
+    for key, symbol in partitions.items():  # later steps of the run: all from the cache
+        again = tracker.run_for_partition(
+            strategy_id="momentum",
+            symbol=symbol,
+            partition_key=key,
+            execution_id="exec-many",
+            dagster_run_id="r7",
+        )
+        assert again == runs[key]
+    assert len(searches) == 4
+    stored = MlflowClient(tracking_uri=uri).get_run(runs["2025-04-02|MSFT"]).data.tags
+    assert stored["partition_key"] == "2025-04-02|MSFT" and stored["dagster_run_id"] == "r7"
+    with pytest.raises(ValueError, match="DATE|AAPL"):
+        tracker.runs_for_partitions(
+            strategy_id="momentum",
+            partitions={"2025-04-01|MSFT": "AAPL"},
+            execution_id="exec-many",
+            dagster_run_id="r7",
+        )

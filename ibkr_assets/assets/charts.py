@@ -80,7 +80,10 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
             )
             jobs.append((_frame_for(timeframe, ind, strategy.indicator_columns), spec))
             todo.append((key, timeframe))
-    for (key, timeframe), chart in zip(todo, render_each(jobs, charts.workers), strict=True):
+    rendered = render_each(jobs, charts.workers)
+    for n, ((key, timeframe), chart) in enumerate(zip(todo, rendered, strict=True)):
+        if n == 0:  # the pool is drawing now: meanwhile create every charted partition's run
+            book.prepare_runs({k: indicators[k].symbol for k, _ in todo})
         ind = indicators[key]
         image = ChartImage(
             ind.symbol, ind.as_of, timeframe, chart.png, chart.bars_count, list(chart.indicators)
@@ -104,6 +107,15 @@ class _ChartBook:
         }
         self.values: dict[str, dict[str, ChartImage | Skipped]] = {tf: {} for tf in TIMEFRAMES}
         self.refs: dict[str, dict[str, dict]] = {tf: {} for tf in TIMEFRAMES}
+
+    def prepare_runs(self, partitions: dict[str, str]) -> None:
+        """The MLflow runs of ``{partition_key: symbol}``, created at once (see ``record``)."""
+        self.tracker.runs_for_partitions(
+            strategy_id=self.sid,
+            partitions=partitions,
+            execution_id=self.recorders["daily"].base["execution_id"],
+            dagster_run_id=self.context.run.run_id,
+        )
 
     def record(self, key: str, timeframe: str, value, ind: IndicatorSet) -> None:
         name, recorder, tracker = f"{timeframe}_chart", self.recorders[timeframe], self.tracker

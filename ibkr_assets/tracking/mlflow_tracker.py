@@ -130,48 +130,98 @@ class MlflowTracker:
         MLflow accepts logging into it. If two processes create the run at the same moment, both
         keep the oldest one and the other is deleted, so every caller ends up on the same run.
         """
-        day, sep, key_symbol = partition_key.partition("|")
-        if not sep or not day or key_symbol != symbol:
-            raise ValueError(f"partition key {partition_key!r} is not of the form DATE|{symbol}")
+        runs = self.runs_for_partitions(
+            strategy_id=strategy_id,
+            partitions={partition_key: symbol},
+            execution_id=execution_id,
+            dagster_run_id=dagster_run_id,
+            tags=tags,
+        )
+        return runs[partition_key]
+
+    def runs_for_partitions(
+        self,
+        *,
+        strategy_id: str,
+        partitions: Mapping[str, str],
+        execution_id: str,
+        dagster_run_id: str,
+        tags: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """``run_for_partition`` for many partitions (``{partition_key: symbol}``) at once.
+
+        The runs that do not exist yet are all created first; then one search per experiment
+        finds the oldest run of each partition (instead of one search per created run).
+        """
+        for key, symbol in partitions.items():
+            day, sep, key_symbol = key.partition("|")
+            if not sep or not day or key_symbol != symbol:
+                raise ValueError(f"partition key {key!r} is not of the form DATE|{symbol}")
         extra = {"dagster_run_id": dagster_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
+        found: dict[str, str] = {}
+        created: dict[str, list[tuple[str, str]]] = {}  # experiment id -> (partition, run id)
+        for key, symbol in partitions.items():
+            with self._lock:
+                cached = self._runs.get((strategy_id, key, execution_id))
+            if cached and all(cached[1].get(k) == v for k, v in extra.items()):
+                found[key] = cached[0]
+                continue
+            experiment_id = self.experiment_id(strategy_id, symbol)
+            with self._guard(f"finding the run of partition {key!r}"):
+                existing = self._execution_run(experiment_id, key, execution_id)
+                if existing is None:
+                    run = self.client.create_run(
+                        experiment_id,
+                        run_name=key,
+                        tags={
+                            "workflow_type": WORKFLOW_TYPE,
+                            "strategy_id": strategy_id,
+                            "symbol": symbol,
+                            "date": key.partition("|")[0],
+                            "partition_key": key,
+                            "execution_id": execution_id,
+                            **extra,
+                        },
+                    )
+                    created.setdefault(experiment_id, []).append((key, run.info.run_id))
+                    continue
+                self._update_tags(existing.info.run_id, existing.data.tags, extra)
+            found[key] = self._remember(
+                (strategy_id, key, execution_id), existing, experiment_id, extra
+            )
+        for experiment_id, runs in created.items():
+            with self._guard(f"checking the new runs of execution {execution_id!r}"):
+                oldest = self._search_execution(experiment_id, execution_id)
+                with self._lock:
+                    self._execution_runs[(experiment_id, execution_id)] = oldest
+                for key, run_id in runs:
+                    winner = oldest.get(key)
+                    if winner is not None and winner.info.run_id != run_id:
+                        # another process created this partition's run first: use that one
+                        self.client.delete_run(run_id)
+                        self._update_tags(winner.info.run_id, winner.data.tags, extra)
+                    found[key] = self._remember(
+                        (strategy_id, key, execution_id), winner, experiment_id, extra, run_id
+                    )
+        return found
+
+    def _remember(
+        self,
+        cache_key: tuple[str, str, str],
+        run: Any,
+        experiment_id: str,
+        extra: dict[str, str],
+        run_id: str | None = None,
+    ) -> str:
+        """Cache the run found for a partition (``run``; None when only ``run_id`` is known)."""
+        run_id = run.info.run_id if run is not None else run_id
+        assert run_id is not None
         with self._lock:
-            cached = self._runs.get((strategy_id, partition_key, execution_id))
-        if cached and all(cached[1].get(k) == v for k, v in extra.items()):
-            return cached[0]
-        experiment_id = self.experiment_id(strategy_id, symbol)
-        client = self.client
-        with self._guard(f"finding the run of partition {partition_key!r}"):
-            existing = self._execution_run(experiment_id, partition_key, execution_id)
-            if existing is None:
-                created = client.create_run(
-                    experiment_id,
-                    run_name=partition_key,
-                    tags={
-                        "workflow_type": WORKFLOW_TYPE,
-                        "strategy_id": strategy_id,
-                        "symbol": symbol,
-                        "date": day,
-                        "partition_key": partition_key,
-                        "execution_id": execution_id,
-                        **extra,
-                    },
-                )
-                run_id = created.info.run_id
-                winner = self._find_run(experiment_id, partition_key, execution_id)
-                params = dict(winner.data.params) if winner is not None else {}
-                if winner is not None and winner.info.run_id != run_id:
-                    client.delete_run(run_id)
-                    run_id = winner.info.run_id
-                    self._update_tags(run_id, winner.data.tags, extra)
-            else:
-                run_id = existing.info.run_id
-                params = dict(existing.data.params)
-                self._update_tags(run_id, existing.data.tags, extra)
-        with self._lock:
-            self._params[run_id] = params
+            cached = self._runs.get(cache_key)
+            self._params[run_id] = dict(run.data.params) if run is not None else {}
             self._run_experiments[run_id] = experiment_id
             known = cached[1] if cached and cached[0] == run_id else {}
-            self._runs[(strategy_id, partition_key, execution_id)] = (run_id, {**known, **extra})
+            self._runs[cache_key] = (run_id, {**known, **extra})
         return run_id
 
     def log(
@@ -282,47 +332,37 @@ class MlflowTracker:
     def _execution_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
         """The partition's run in this execution as of this process's one search for all of
         the execution's runs (oldest per partition), or None. A run another process creates
-        later is not seen here; creating the run again is then settled by ``_find_run``."""
-        from mlflow.entities import ViewType
-
+        later is not seen here; creating the run again is then settled by the search that
+        follows every creation."""
         scope = (experiment_id, execution_id)
         with self._lock:
             runs = self._execution_runs.get(scope)
         if runs is None:
-            runs, token = {}, None
-            while True:
-                page = self.client.search_runs(
-                    [experiment_id],
-                    filter_string=f"tags.execution_id = {quote_filter_value(execution_id)}",
-                    run_view_type=ViewType.ACTIVE_ONLY,
-                    max_results=1000,
-                    order_by=["attributes.start_time ASC"],
-                    page_token=token,
-                )
-                for run in page:
-                    runs.setdefault(run.data.tags.get("partition_key"), run)
-                token = page.token
-                if not token:
-                    break
+            runs = self._search_execution(experiment_id, execution_id)
             with self._lock:
                 self._execution_runs[scope] = runs
         return runs.get(partition_key)
 
-    def _find_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
-        """The oldest active run with these tags (or None); oldest so concurrent callers agree."""
+    def _search_execution(self, experiment_id: str, execution_id: str) -> dict[str, Any]:
+        """Partition key -> the oldest active run of the execution (so concurrent callers agree)."""
         from mlflow.entities import ViewType
 
-        runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=(
-                f"tags.partition_key = {quote_filter_value(partition_key)} "
-                f"AND tags.execution_id = {quote_filter_value(execution_id)}"
-            ),
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=1,
-            order_by=["attributes.start_time ASC"],
-        )
-        return runs[0] if runs else None
+        runs: dict[str, Any] = {}
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.execution_id = {quote_filter_value(execution_id)}",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            for run in page:
+                runs.setdefault(run.data.tags.get("partition_key"), run)
+            token = page.token
+            if not token:
+                return runs
 
     def _update_tags(self, run_id: str, current: Mapping[str, str], wanted: dict[str, str]) -> None:
         from mlflow.entities import RunTag
