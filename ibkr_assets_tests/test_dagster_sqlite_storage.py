@@ -11,7 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy
 import yaml
+from dagster._core.storage.event_log.sqlite import sqlite_event_log as dagster_sqlite_event_log
 
 from ibkr_assets.dagster_home import instance_config, write_instance_config
 from ibkr_assets.storage.dagster_sqlite import PooledSqliteEventLogStorage
@@ -190,3 +192,18 @@ def test_wipe_closes_the_connections_to_deleted_databases(tmp_path):
                 for r in reader.get_records_for_run(result.run_id).records
             ]
     assert dg.DagsterEventType.RUN_SUCCESS in kinds
+
+
+def test_has_table_answers_through_the_kept_open_connection(tmp_path, monkeypatch):
+    with _instance(tmp_path) as instance:
+        storage = instance.event_log_storage
+
+        def no_new_engines(*args, **kwargs):
+            raise AssertionError("has_table opened a new engine")
+
+        assert storage.has_table("asset_event_tags")  # the index's engine exists from here on
+        for module in (sqlalchemy, dagster_sqlite_event_log):  # ours, and Dagster's own
+            monkeypatch.setattr(module, "create_engine", no_new_engines)
+        assert storage.has_table("asset_event_tags")
+        assert storage.has_table("dynamic_partitions")
+        assert not storage.has_table("no_such_table")

@@ -62,6 +62,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines_pid = os.getpid()
         self._batch: dict[str, sa.Connection] | None = None
         self._batch_stack: ExitStack | None = None
+        self._tables_seen: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -112,6 +113,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             _, oldest = self._engines.popitem(last=False)
             oldest.dispose()
         return engine
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster's check (asked for every asset event) on the kept-open index connection;
+        a table once there stays there (migrations only add tables)."""
+        if table_name in self._tables_seen:
+            return True
+        with self.index_connection() as connection:
+            present = bool(connection.dialect.has_table(connection, table_name))
+        if present:
+            self._tables_seen.add(table_name)
+        return present
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Dagster's ``store_event`` for each event, in one transaction per database: all of
