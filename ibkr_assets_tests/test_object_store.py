@@ -59,9 +59,18 @@ def test_missing_object_is_a_clear_error(store):
         store.get("trading-data/AAPL/raw/no-such-key.json")
 
 
-def test_local_store_refuses_keys_that_escape_its_root(tmp_path):
+@pytest.mark.parametrize("key", ["../outside.json", "a/../../outside.json", "/tmp/outside.json"])
+def test_local_store_refuses_keys_that_escape_its_root(tmp_path, key):
     with pytest.raises(ObjectStoreError, match="escapes the store root"):
-        LocalObjectStore(tmp_path / "objects").put("../outside.json", b"x", "application/json")
+        LocalObjectStore(tmp_path / "objects").put(key, b"x", "application/json")
+    assert not (tmp_path / "outside.json").exists()
+
+
+def test_local_store_keys_with_dot_segments_stay_inside(tmp_path):
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("a/./b/../c.json", b"x", "application/json")
+    assert (tmp_path / "objects" / "a" / "c.json").read_bytes() == b"x"
+    assert store.get("a/c.json") == b"x"
 
 
 def test_s3_objects_are_reachable_with_a_plain_client_at_the_endpoint(s3_endpoint):

@@ -84,7 +84,9 @@ class LocalObjectStore:
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        # Lexically: resolve() would stat every folder of the path, for every object read or
+        # written. The root itself is resolved once, above.
+        path = Path(os.path.normpath(os.path.join(self.root, key)))
         if self.root not in path.parents:
             raise ObjectStoreError(f"object key {key!r} escapes the store root")
         return path
