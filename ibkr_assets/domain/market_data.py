@@ -98,7 +98,7 @@ def rows_to_frame(columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
     data: dict[str, Any] = {}
     for name, column in zip(columns, values, strict=True):
         if name == "date":
-            data[name] = pd.to_datetime(pd.Series(column, dtype="object"), errors="coerce")
+            data[name] = _dates(pd.Series(column, dtype="object"))
             continue
         try:
             data[name] = np.array(column, dtype="float64")
@@ -110,8 +110,29 @@ def rows_to_frame(columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
     return frame
 
 
+def _dates(values: pd.Series) -> pd.Series:
+    """ISO dates as ``bars_to_rows`` writes them, fast; any other text through pandas'
+    inference (hand-edited data), unreadable as NaT."""
+    dates = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    if dates.isna().sum() > values.isna().sum():
+        dates = pd.to_datetime(values, errors="coerce")
+    return dates
+
+
 def rows_to_bars(columns: list[str], rows: list[list[Any]]) -> pd.DataFrame:
-    return normalize_bars(rows_to_frame(columns, rows), origin="stored market_data")
+    frame = rows_to_frame(columns, rows)
+    if _already_bars(frame):
+        return frame  # as bars_to_rows wrote them: normalize_bars would change nothing
+    return normalize_bars(frame, origin="stored market_data")
+
+
+def _already_bars(frame: pd.DataFrame) -> bool:
+    if list(frame.columns) != BAR_COLUMNS or frame["date"].dtype != "datetime64[ns]":
+        return False
+    if any(frame[c].dtype != "float64" for c in BAR_COLUMNS[1:]):
+        return False
+    dates = frame["date"]
+    return bool((dates.isna() | (dates == dates.dt.normalize())).all())
 
 
 def _json_column(column: pd.Series) -> list[Any]:
