@@ -13,7 +13,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ibkr_assets.charts.render import ChartSpec, RenderedChart, render_chart, render_many
+from ibkr_assets.charts.render import (
+    ChartSpec,
+    RenderedChart,
+    render_chart,
+    render_each,
+    render_many,
+)
 from ibkr_assets.domain.bars import BAR_COLUMNS, empty_bars
 from ibkr_assets.domain.indicators import compute_indicators
 from ibkr_assets.domain.resample import weekly_bars
@@ -84,6 +90,22 @@ def test_render_many_in_processes_equals_serial_in_order(
     parallel = render_many(jobs, workers=2)
     assert [chart.png for chart in parallel] == [msft_chart.png, aapl_chart.png]
     assert [chart.indicators for chart in parallel] == [ALL_INDICATORS, ALL_INDICATORS]
+
+
+def test_render_each_takes_lazy_jobs_when_told_how_many(
+    aapl: pd.DataFrame, aapl_chart: RenderedChart, msft_chart: RenderedChart
+) -> None:
+    made: list[str] = []
+
+    def jobs():
+        for symbol, frame in (("MSFT", _frame("MSFT")), ("AAPL", aapl)):
+            made.append(symbol)
+            yield frame, _spec(symbol)
+
+    charts = render_each(jobs(), workers=2, count=2)
+    assert made == []  # nothing is prepared before the first chart is asked for
+    assert [chart.png for chart in charts] == [msft_chart.png, aapl_chart.png]
+    assert made == ["MSFT", "AAPL"]
 
 
 def test_overlay_without_values_is_neither_drawn_nor_listed(aapl: pd.DataFrame) -> None:

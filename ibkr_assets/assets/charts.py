@@ -63,24 +63,30 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
     from ibkr_assets.charts.render import ChartSpec, render_each
 
     book = _ChartBook(context, strategy.id, object_store, lineage, mlflow)
-    jobs, todo = [], []
+    todo = []
     for key in context.partition_keys:
         ind = indicators[key]
         for timeframe in TIMEFRAMES:
-            if not ind.is_tradable:
+            if ind.is_tradable:
+                todo.append((key, timeframe))
+            else:
                 book.record(key, timeframe, Skipped.upstream(ind), ind)
-                continue
-            spec = ChartSpec(
-                symbol=ind.symbol,
-                as_of=ind.as_of,
-                timeframe=timeframe,
-                bars_shown=charts.bars_shown,
-                width_px=charts.width_px,
-                height_px=charts.height_px,
-            )
-            jobs.append((_frame_for(timeframe, ind, strategy.indicator_columns), spec))
-            todo.append((key, timeframe))
-    rendered = render_each(jobs, charts.workers)
+
+    def job(key: str, timeframe: str) -> tuple:
+        ind = indicators[key]
+        spec = ChartSpec(
+            symbol=ind.symbol,
+            as_of=ind.as_of,
+            timeframe=timeframe,
+            bars_shown=charts.bars_shown,
+            width_px=charts.width_px,
+            height_px=charts.height_px,
+        )
+        return _frame_for(timeframe, ind, strategy.indicator_columns), spec
+
+    # Lazily: the pool draws the first charts while the weekly frames of the others are built.
+    jobs = (job(key, timeframe) for key, timeframe in todo)
+    rendered = render_each(jobs, charts.workers, count=len(todo))
     for n, ((key, timeframe), chart) in enumerate(zip(todo, rendered, strict=True)):
         if n == 0:  # the pool is drawing now: meanwhile create every charted partition's run
             book.prepare_runs({k: indicators[k].symbol for k, _ in todo})

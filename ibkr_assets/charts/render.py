@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import struct
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
@@ -163,39 +163,49 @@ def render_many(
 
 
 def render_each(
-    jobs: Sequence[tuple[pd.DataFrame, ChartSpec]], workers: int | None = None
+    jobs: Iterable[tuple[pd.DataFrame, ChartSpec]],
+    workers: int | None = None,
+    *,
+    count: int | None = None,
 ) -> Iterator[RenderedChart]:
     """Like ``render_many``, but yields each chart, in input order, as soon as it is drawn, so
-    the caller can store one while the pool draws the next.
+    the caller can store one while the pool draws the next. With ``count`` (how many jobs
+    there are), ``jobs`` may be a lazy iterator: the pool starts drawing the first chart while
+    the caller still prepares the others.
 
     Charts are CPU-bound Python, so threads would not help; processes are forked where the
     platform allows (children inherit the already-imported plotting modules), else spawned.
     The bytes are the same as rendering serially.
     """
-    jobs = list(jobs)
+    if count is None:
+        jobs = list(jobs)
+        count = len(jobs)
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
-    count = min(workers or os.cpu_count() or 1, len(jobs))
-    if count <= 1:
+    processes = min(workers or os.cpu_count() or 1, count)
+    if processes <= 1:
         for frame, spec in jobs:
             yield render_chart(frame, spec)
         return
     _plotting_modules()  # import once here, so forked workers do not each pay for it
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    frames, specs = zip(*jobs, strict=True)
-    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         # Forked workers start on the first submit. Frozen, the objects they inherit are left
         # alone by their garbage collector, which would otherwise walk (and so copy) the
         # parent's whole heap again and again while matplotlib churns through objects.
         already_frozen = gc.get_freeze_count() > 0  # by the caller: leave that to it
         gc.freeze()
         try:
-            charts = pool.map(render_chart, frames, specs)
+            charts = pool.map(_render_job, jobs)
         finally:
             if not already_frozen:
                 gc.unfreeze()
         yield from charts
+
+
+def _render_job(job: tuple[pd.DataFrame, ChartSpec]) -> RenderedChart:
+    return render_chart(*job)
 
 
 def _shown_rows(frame: pd.DataFrame, spec: ChartSpec) -> pd.DataFrame:
