@@ -2,12 +2,14 @@
 
 Both assets come from one step (a ``multi_asset``): every chart of a partition range, daily
 and weekly, is drawn by one process pool across the machine's cores, and each chart is stored
-(object, MLflow artifact, lineage row) while the pool draws the next ones. The weekly chart
+(object, MLflow artifact, lineage row) while the pool draws the next ones; the daily output is
+handed to Dagster while the weekly charts are still being drawn. The weekly chart
 resamples the daily window to weeks ending Friday (dated by their last session, so a partial
 week never looks ahead).
 """
 
 import base64
+from collections import Counter
 
 import dagster as dg
 
@@ -63,14 +65,19 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
     from ibkr_assets.charts.render import ChartSpec, render_each
 
     book = _ChartBook(context, strategy.id, object_store, lineage, mlflow)
-    todo = []
     for key in context.partition_keys:
-        ind = indicators[key]
-        for timeframe in TIMEFRAMES:
-            if ind.is_tradable:
-                todo.append((key, timeframe))
-            else:
-                book.record(key, timeframe, Skipped.upstream(ind), ind)
+        if not indicators[key].is_tradable:
+            for timeframe in TIMEFRAMES:
+                book.record(key, timeframe, Skipped.upstream(indicators[key]), indicators[key])
+    # Every daily chart first, so the daily output is handed to Dagster (events, manifest,
+    # lineage rows) while the pool still draws the weekly charts.
+    todo = [
+        (key, timeframe)
+        for timeframe in TIMEFRAMES
+        for key in context.partition_keys
+        if indicators[key].is_tradable
+    ]
+    left = Counter(timeframe for _, timeframe in todo)
 
     def job(key: str, timeframe: str) -> tuple:
         ind = indicators[key]
@@ -95,8 +102,12 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
             ind.symbol, ind.as_of, timeframe, chart.png, chart.bars_count, list(chart.indicators)
         )
         book.record(key, timeframe, image, ind)
+        left[timeframe] -= 1
+        if left[timeframe] == 0:
+            yield book.output(timeframe)
     for timeframe in TIMEFRAMES:
-        yield book.output(timeframe)
+        if timeframe not in left:  # nothing to draw: every partition was skipped
+            yield book.output(timeframe)
 
 
 class _ChartBook:
