@@ -80,3 +80,25 @@ def test_s3_objects_are_reachable_with_a_plain_client_at_the_endpoint(s3_endpoin
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="plain-client-check")["Contents"]}
     assert keys == {KEY, stored.version_key}
     assert store.uri(KEY) == f"s3://plain-client-check/{KEY}"
+
+
+def test_a_value_is_encoded_once_for_its_lineage_row_and_its_write(monkeypatch):
+    import datetime as dt
+
+    from ibkr_assets.domain.skipped import Skipped
+    from ibkr_assets.storage import layout
+
+    def closed() -> Skipped:
+        return Skipped("AAPL", dt.date(2025, 3, 14), "market_closed", "holiday")
+
+    encodes = []
+    real = layout.encode
+    monkeypatch.setattr(layout, "encode", lambda value: encodes.append(value) or real(value))
+    value = closed()
+    first = layout.plan("momentum", "trading_signal", "AAPL", "2025-03-14", value)
+    again = layout.plan("momentum", "trading_signal", "AAPL", "2025-03-14", value)
+    assert again is first and len(encodes) == 1
+    equal = layout.plan("momentum", "trading_signal", "AAPL", "2025-03-14", closed())
+    assert equal == first and len(encodes) == 2  # another object: encoded again
+    elsewhere = layout.plan("other", "trading_signal", "AAPL", "2025-03-14", value)
+    assert elsewhere.key != first.key and len(encodes) == 3

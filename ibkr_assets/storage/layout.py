@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +120,31 @@ def encode(value: Any) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
+# The plans of the values encoded last, each kept with its value: an asset plans every value
+# once for its lineage row (``object_ref``) and the IO manager plans it again to write it, and
+# encoding a window of indicators costs milliseconds. A hit needs the very same object.
+_RECENT_PLANS: OrderedDict[tuple, tuple[Any, PlannedObject]] = OrderedDict()
+_RECENT_LIMIT = 4096
+_RECENT_LOCK = threading.Lock()
+
+
 def plan(strategy_id: str, asset: str, symbol: str | None, day: str, value: Any) -> PlannedObject:
+    """The key, bytes and sha256 ``value`` is stored as (the same object is encoded once)."""
+    memo_key = (strategy_id, asset, symbol, day, id(value))
+    with _RECENT_LOCK:
+        hit = _RECENT_PLANS.get(memo_key)
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    planned = _plan(strategy_id, asset, symbol, day, value)
+    with _RECENT_LOCK:
+        _RECENT_PLANS[memo_key] = (value, planned)
+        _RECENT_PLANS.move_to_end(memo_key)
+        while len(_RECENT_PLANS) > _RECENT_LIMIT:
+            _RECENT_PLANS.popitem(last=False)
+    return planned
+
+
+def _plan(strategy_id: str, asset: str, symbol: str | None, day: str, value: Any) -> PlannedObject:
     layout = layout_for(asset)
     data = encode(value)
     top, rest = layout.key(symbol, day, value).split("/", 1)
