@@ -26,8 +26,9 @@ the calling environment is dropped, so the defaults apply.
   failed run are not marked failed.
 - chart floor: the range's charts alone (a daily and a weekly chart per session partition, from
   the same 200-bar sample windows and indicators the assets use) with ``render_many`` on every
-  core, in this process after an untimed warm-up render; measured right before and right after
-  (a) and averaged, since the machine's speed drifts between measurements.
+  core, in this process after an untimed warm-up render. (a) runs ``PAIRS`` times, each between
+  two floor measurements, and (a) / floor is the median of the paired ratios (each (a) over the
+  mean of the floors around it): the machine's speed drifts by more than the margins measured.
 
 Before each timed workflow measurement an untimed process materializes one partition outside
 the range (the session before it), so the timed runs find the deployment's stores created and
@@ -68,6 +69,7 @@ CALENDAR = "XNYS"
 SAMPLE = 6  # partitions run in their own process for (b)
 TARGET_RATIO = 10.0  # (b) / (a), per partition
 TARGET_CHART_FACTOR = 1.5  # (a) / chart floor, per partition
+PAIRS = 3  # (a) runs, each between two floor measurements
 # Dagster's switch for one ASSET_MATERIALIZATION_PLANNED event per asset in a single-run range
 PLANNED_SUBSET_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
@@ -276,12 +278,25 @@ def run(scale: float) -> list[dict]:
     keys = [f"{day}|{symbol}" for day in sessions for symbol in SYMBOLS]
     sample = _sample(keys, SAMPLE)
 
-    # The floor right before and right after (a), averaged: the two are compared, and this
-    # machine's speed drifts by more than the margins being measured.
-    floor_before, cpus = _chart_floor(sessions)
-    single_seconds, first_seconds, single_report = _single_run(warmup_day, sessions)
-    floor_after, _ = _chart_floor(sessions)
-    floor_seconds = (floor_before + floor_after) / 2
+    # (a) and the floor are compared, and this machine's speed drifts by more than the margins
+    # being measured: each (a) is paired with the floors measured right before and after it,
+    # and the comparison is the median of PAIRS such pairs.
+    floor_seconds_each, cpus = [], 1
+    singles = []
+    for _ in range(PAIRS):
+        if not floor_seconds_each:
+            seconds, cpus = _chart_floor(sessions)
+            floor_seconds_each.append(seconds)
+        singles.append(_single_run(warmup_day, sessions))
+        floor_seconds_each.append(_chart_floor(sessions)[0])
+    factors = [
+        run_seconds / ((floor_seconds_each[i] + floor_seconds_each[i + 1]) / 2)
+        for i, (run_seconds, _, _) in enumerate(singles)
+    ]
+    single_seconds, first_seconds, single_report = sorted(singles, key=lambda r: r[0])[
+        len(singles) // 2
+    ]
+    floor_seconds = statistics.median(floor_seconds_each)
     per_times, per_reports = _per_partition(warmup_day, sample)
     _log("(a) again, with one planned event per asset instead of one per partition")
     subset_seconds, _, _ = _single_run(warmup_day, sessions, {PLANNED_SUBSET_ENV: "true"})
@@ -291,13 +306,14 @@ def run(scale: float) -> list[dict]:
     per = statistics.mean(per_times)
     floor = floor_seconds / partitions
     ratio = per / single
-    factor = single / floor
+    factor = statistics.median(factors)
+    walls = ", ".join(f"{r[0]:.1f}" for r in singles)
     holidays = f", +{closed * len(SYMBOLS)} market-closed" if closed else ""
     setup = statistics.mean(r["setup"] for r in per_reports)
     return [
         _row(
-            f"(a) single run, {size} ({partitions} partitions{holidays}) + portfolio, "
-            f"wall {single_seconds:.1f} s incl. {single_report['setup']:.1f} s process setup",
+            f"(a) single run, {size} ({partitions} partitions{holidays}) + portfolio: median "
+            f"of {PAIRS} (walls {walls} s, incl. ~{single_report['setup']:.1f} s process setup)",
             single,
             "s/partition",
         ),
@@ -318,13 +334,16 @@ def run(scale: float) -> list[dict]:
         ),
         _row(
             f"chart floor: {2 * partitions} charts (daily + weekly) with render_many "
-            f"on {cpus} processes, {floor_seconds:.1f} s (mean of {floor_before:.1f} s before "
-            f"and {floor_after:.1f} s after (a))",
+            f"on {cpus} processes, median {floor_seconds:.1f} s of "
+            + ", ".join(f"{f:.1f}" for f in floor_seconds_each)
+            + " (measured around each (a))",
             floor,
             "s/partition",
         ),
         _row(
-            "(a) / chart floor per partition",
+            "(a) / chart floor per partition: median of "
+            + ", ".join(f"{f:.2f}" for f in factors)
+            + " (each (a) over the mean of the floors before and after it)",
             factor,
             "x",
             f"<= {TARGET_CHART_FACTOR:g}x",
