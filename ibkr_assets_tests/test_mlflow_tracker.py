@@ -280,6 +280,20 @@ def test_store_marked_ready_only_after_a_successful_setup(tmp_path: Path) -> Non
     assert (tmp_path / "new" / "mlflow.db.ready").is_file()
 
 
+def test_a_new_sqlite_store_uses_a_write_ahead_log(tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "wal" / "mlflow.db"
+    tracker = MlflowTracker(f"sqlite:///{database}", str(tmp_path / "artifacts"))
+    run_id = _run(tracker, "2025-05-05|AAPL")
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tracker.log(run_id, params={"model": "m"})  # and the store works in that mode
+    assert MlflowClient(tracking_uri=f"sqlite:///{database}").get_run(run_id).data.params == {
+        "model": "m"
+    }
+
+
 def test_unusable_store_gives_tracking_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-folder").write_text("x")
     broken = MlflowTracker(f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}")
