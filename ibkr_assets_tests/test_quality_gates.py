@@ -51,6 +51,15 @@ def test_close_outside_the_range_fails_ohlc_consistency(clean):
     assert failed(clean) == {"ohlc_consistent"}
 
 
+def test_a_missing_price_is_only_a_null_and_examples_name_the_bad_row(clean):
+    clean.loc[10, "close"] = np.nan
+    clean.loc[12, "open"] = clean.loc[12, "high"] * 1.1
+    report = validate_window(clean, as_of=AS_OF)
+    assert {g.name for g in report.failures} == {"no_nulls", "ohlc_consistent"}
+    ohlc = next(g for g in report.failures if g.name == "ohlc_consistent")
+    assert ohlc.detail.startswith("1 row(s)") and ohlc.examples[0].startswith("row 12: ")
+
+
 def test_negative_volume_fails(clean):
     clean.loc[3, "volume"] = -1
     assert failed(clean) == {"non_negative_volume"}
