@@ -281,12 +281,9 @@ def run(scale: float) -> list[dict]:
     # (a) and the floor are compared, and this machine's speed drifts by more than the margins
     # being measured: each (a) is paired with the floors measured right before and after it,
     # and the comparison is the median of PAIRS such pairs.
-    floor_seconds_each, cpus = [], 1
-    singles = []
+    first_floor, cpus = _chart_floor(sessions)
+    floor_seconds_each, singles = [first_floor], []
     for _ in range(PAIRS):
-        if not floor_seconds_each:
-            seconds, cpus = _chart_floor(sessions)
-            floor_seconds_each.append(seconds)
         singles.append(_single_run(warmup_day, sessions))
         floor_seconds_each.append(_chart_floor(sessions)[0])
     factors = [

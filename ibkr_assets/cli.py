@@ -34,7 +34,9 @@ def last_closed_sessions(
     return sessions_between(end - dt.timedelta(days=count * 2 + 10), end, calendar)[-count:]
 
 
-def _dagster_home() -> Path:
+def _use_dagster_instance() -> Path:
+    """The instance folder this command's runs go to (``DAGSTER_HOME``, else the repository's
+    ``dagster.yaml`` here, else ``./.dagster_home`` with the embedded configuration)."""
     # Dagster then hands a step's asset events to the event log as one batch, which the embedded
     # deployment's storage writes in one transaction; Dagster reads this from the environment only.
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
@@ -63,7 +65,7 @@ def _quiet_dagster_warnings() -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    home = _dagster_home()
+    home = _use_dagster_instance()
     _quiet_dagster_warnings()
     import dagster as dg
 
@@ -146,7 +148,7 @@ def _chosen_strategies(strategy_id: str | None, symbols_arg: str | None, all_by_
 
 def backfill(args: argparse.Namespace) -> int:
     """Materialize a date range for some or all symbols as one fast run, with a progress bar."""
-    home = _dagster_home()
+    home = _use_dagster_instance()
     _quiet_dagster_warnings()
     import threading
     import uuid

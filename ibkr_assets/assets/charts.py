@@ -105,8 +105,8 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
         left[timeframe] -= 1
         if left[timeframe] == 0:
             yield book.output(timeframe)
-    for timeframe in TIMEFRAMES:
-        if timeframe not in left:  # nothing to draw: every partition was skipped
+    if not todo:  # nothing to draw: every partition was skipped
+        for timeframe in TIMEFRAMES:
             yield book.output(timeframe)
 
 

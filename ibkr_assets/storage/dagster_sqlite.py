@@ -60,8 +60,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._pool_lock = threading.RLock()
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
         self._engines_pid = os.getpid()
-        self._batch: dict[str, sa.Connection] | None = None
-        self._batch_stack: ExitStack | None = None
+        # Inside store_event_batch: its open transactions (committed together) by database.
+        self._batch: tuple[ExitStack, dict[str, sa.Connection]] | None = None
         self._tables_seen: set[str] = set()
         super().__init__(base_dir, inst_data)
 
@@ -76,12 +76,11 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         """A connection in a transaction on ``shard``'s database, committed on exit (or, inside
         ``store_event_batch``, when the batch ends)."""
         with self._pool_lock:
-            if self._batch is not None and self._batch_stack is not None:
-                connection = self._batch.get(shard)
-                if connection is None:
-                    connection = self._batch_stack.enter_context(self._transaction(shard))
-                    self._batch[shard] = connection
-                yield connection
+            if self._batch is not None:
+                stack, connections = self._batch
+                if shard not in connections:
+                    connections[shard] = stack.enter_context(self._transaction(shard))
+                yield connections[shard]
                 return
             with self._transaction(shard) as connection:
                 yield connection
@@ -133,13 +132,13 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 for event in events:
                     self.store_event(event)
                 return
-            self._batch, self._batch_stack = {}, ExitStack()
             try:
-                with self._batch_stack:
+                with ExitStack() as stack:
+                    self._batch = (stack, {})
                     for event in events:
                         self.store_event(event)
             finally:
-                self._batch, self._batch_stack = None, None
+                self._batch = None
 
     def watch(self, run_id: str, cursor: str | None, callback: EventHandlerFn) -> None:
         """Dagster's ``watch``, with a handler that also wakes on the ``-wal`` file."""

@@ -188,7 +188,11 @@ class MlflowTracker:
                     continue
                 self._update_tags(existing.info.run_id, existing.data.tags, extra)
             found[key] = self._remember(
-                (strategy_id, key, execution_id), existing, experiment_id, extra
+                (strategy_id, key, execution_id),
+                existing.info.run_id,
+                existing.data.params,
+                experiment_id,
+                extra,
             )
         for experiment_id, runs in created.items():
             with self._guard(f"checking the new runs of execution {execution_id!r}"):
@@ -197,29 +201,31 @@ class MlflowTracker:
                     self._execution_runs[(experiment_id, execution_id)] = oldest
                 for key, run_id in runs:
                     winner = oldest.get(key)
-                    if winner is not None and winner.info.run_id != run_id:
-                        # another process created this partition's run first: use that one
-                        self.client.delete_run(run_id)
-                        self._update_tags(winner.info.run_id, winner.data.tags, extra)
+                    params: Mapping[str, str] = {}
+                    if winner is not None:
+                        params = winner.data.params
+                        if winner.info.run_id != run_id:
+                            # another process created this partition's run first: use that one
+                            self.client.delete_run(run_id)
+                            run_id = winner.info.run_id
+                            self._update_tags(run_id, winner.data.tags, extra)
                     found[key] = self._remember(
-                        (strategy_id, key, execution_id), winner, experiment_id, extra, run_id
+                        (strategy_id, key, execution_id), run_id, params, experiment_id, extra
                     )
         return found
 
     def _remember(
         self,
         cache_key: tuple[str, str, str],
-        run: Any,
+        run_id: str,
+        params: Mapping[str, str],
         experiment_id: str,
         extra: dict[str, str],
-        run_id: str | None = None,
     ) -> str:
-        """Cache the run found for a partition (``run``; None when only ``run_id`` is known)."""
-        run_id = run.info.run_id if run is not None else run_id
-        assert run_id is not None
+        """Cache the run found for a partition, with its params and the tags it now carries."""
         with self._lock:
             cached = self._runs.get(cache_key)
-            self._params[run_id] = dict(run.data.params) if run is not None else {}
+            self._params[run_id] = dict(params)
             self._run_experiments[run_id] = experiment_id
             known = cached[1] if cached and cached[0] == run_id else {}
             self._runs[cache_key] = (run_id, {**known, **extra})
