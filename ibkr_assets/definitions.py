@@ -20,11 +20,10 @@ from ibkr_assets.strategies.config import StrategyConfig, load_strategies
 
 
 def strategy_definitions(strategy: StrategyConfig) -> dg.Definitions:
-    """One strategy: its asset group, quality checks, jobs, after-close schedule, symbol sensor."""
-    assets, checks = build_strategy_assets(strategy)
+    """One strategy: its asset group (with quality checks), jobs, after-close schedule, symbol
+    sensor."""
     return dg.Definitions(
-        assets=assets,
-        asset_checks=checks,
+        assets=build_strategy_assets(strategy),
         jobs=build_jobs(strategy),
         schedules=[after_close_schedule(strategy)],
         sensors=[build_symbol_sensor(strategy)],

@@ -41,6 +41,10 @@ def test_single_partition_records_lineage_artifacts_and_objects(deployment, inst
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     assert result.success
     assert set(check_results(result).values()) == {True}
+    evaluated_in = {
+        e.step_key for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert evaluated_in == {node("market_data")}, "the gates run in the step that made the data"
     rows = _store(tmp_path).lineage_rows(partition_key="2025-03-14|AAPL")
     assert [r["step_name"] for r in sorted(rows, key=lambda r: r["step_number"])] == [
         "market_data",
@@ -114,8 +118,11 @@ def test_partition_range_runs_as_one_run_and_records_every_partition(
         "market_data_quality": expected,
         "indicators": expected,
     }
-    materialized = {m.partition for m in result.asset_materializations_for_node(node("indicators"))}
-    assert materialized == expected
+    materializations = result.asset_materializations_for_node(node("indicators"))
+    assert {m.partition for m in materializations} == expected
+    # Each partition's event carries the range's metadata: counts, never a map over the range.
+    assert all("lineage_row_ids" not in m.metadata for m in materializations)
+    assert {m.metadata["lineage_row_ids_count"].value for m in materializations} == {5}
     for day in (10, 11, 12, 13, 14):
         assert (
             tmp_path / f"home/objects/trading-data/momentum/NVDA/raw/2025-03-{day}_sample.json"
@@ -169,6 +176,8 @@ def test_failed_quality_check_blocks_indicators_and_says_why(deployment, instanc
     assert not [
         e for e in result.all_events if e.is_successful_output and e.step_key == node("indicators")
     ], "indicators must not run after a failed blocking check"
+    assert any("blocking asset check failed" in m and "ohlc_consistent" in m
+               for m in failure_messages(result))  # fmt: skip
     rows = {
         r["step_name"]: r for r in _store(tmp_path).lineage_rows(partition_key="2025-03-14|AAPL")
     }

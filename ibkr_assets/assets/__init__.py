@@ -9,20 +9,17 @@ import dagster as dg
 from ibkr_assets.strategies.config import StrategyConfig
 
 
-def build_strategy_assets(
-    strategy: StrategyConfig,
-) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """``strategy``'s assets (market data through portfolio snapshot) and its quality checks."""
+def build_strategy_assets(strategy: StrategyConfig) -> list[dg.AssetsDefinition]:
+    """``strategy``'s assets, market data (with its quality checks) through portfolio snapshot."""
     from ibkr_assets.assets.charts import build_charts
     from ibkr_assets.assets.indicators import build_indicators
     from ibkr_assets.assets.llm_analysis import build_llm_analysis
     from ibkr_assets.assets.market_data import build_market_data
     from ibkr_assets.assets.orders import build_order
     from ibkr_assets.assets.portfolio import build_portfolio_snapshot
-    from ibkr_assets.assets.quality_checks import build_market_data_quality
     from ibkr_assets.assets.trading_signal import build_trading_signal
 
-    assets = [
+    return [
         build_market_data(strategy),
         build_indicators(strategy),
         build_charts(strategy),
@@ -31,4 +28,3 @@ def build_strategy_assets(
         build_order(strategy),
         build_portfolio_snapshot(strategy),
     ]
-    return assets, [build_market_data_quality(strategy)]

@@ -13,7 +13,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_multi_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_multi_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -184,7 +184,7 @@ def _metadata(values, row_ids, refs, name) -> dict:
     meta: dict = {
         "partitions": len(values),
         "charts": sum(isinstance(v, ChartImage) for v in values.values()),
-        "lineage_row_ids": dg.MetadataValue.json(row_ids),
+        **by_partition("lineage_row_ids", row_ids),
     }
     if len(values) == 1:
         ((key, value),) = values.items()

@@ -65,6 +65,18 @@ def workflow_multi_asset(strategy: StrategyConfig, name: str, outs: dict[str, di
     return decorate
 
 
+def by_partition(name: str, values: dict[str, object]) -> dict[str, dg.MetadataValue]:
+    """``{name: values}`` as output metadata when the run has a single partition.
+
+    Dagster copies a range run's output metadata onto each partition's materialization, so a
+    map over the range would make every event grow with the range (and the event log with its
+    square). A range gets the count; the rows themselves are found by run and partition.
+    """
+    if len(values) <= 1:
+        return {name: dg.MetadataValue.json(values)}
+    return {f"{name}_count": dg.MetadataValue.int(len(values))}
+
+
 def _strategy_ins(strategy: StrategyConfig, fn, given: dict[str, dg.AssetIn]) -> dict:
     """Every parameter that is not the context or a resource is the same strategy's asset."""
     ins = {

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_asset
 from ibkr_assets.assets.quality_checks import report_for
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.indicators import compute_indicators, latest_values, only_indicators
@@ -69,7 +69,7 @@ def _materialize(
     meta: dict = {
         "partitions": len(results),
         "blocked": dg.MetadataValue.json(blocked),
-        "lineage_row_ids": dg.MetadataValue.json(row_ids),
+        **by_partition("lineage_row_ids", row_ids),
     }
     if len(results) == 1:
         (only,) = results.values()

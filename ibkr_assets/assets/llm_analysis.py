@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_asset
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.analyst import AnalystResource
@@ -205,7 +205,7 @@ def _materialize(
             "provider": chosen.provider,
             "model": chosen.model,
             "template": f"{template.id} v{template.version}",
-            "lineage_row_ids": dg.MetadataValue.json(row_ids),
+            **by_partition("lineage_row_ids", row_ids),
         },
     )
 

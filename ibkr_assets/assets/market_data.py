@@ -2,10 +2,12 @@
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.assets.quality_checks import quality_check_results, quality_check_specs
 from ibkr_assets.domain.bars import empty_bars, window_ending
 from ibkr_assets.domain.calendar import is_session, sessions_between
 from ibkr_assets.domain.market_data import MarketDataWindow
@@ -18,21 +20,25 @@ from ibkr_assets.strategies.config import StrategyConfig
 
 
 def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
-    @workflow_asset(strategy, name="market_data", kinds={"pandas"})
+    @workflow_asset(
+        strategy, name="market_data", kinds={"pandas"}, check_specs=quality_check_specs(strategy)
+    )
     def market_data(
         context: dg.AssetExecutionContext,
         market_data_source: MarketDataResource,
         object_store: ObjectStoreResource,
         lineage: LineageResource,
-    ) -> dg.Output[dict[str, MarketDataWindow]]:
-        """Daily OHLCV bars ending at the partition date (never a bar after it).
+    ) -> Iterator[dg.Output[dict[str, MarketDataWindow]] | dg.AssetCheckResult]:
+        """Daily OHLCV bars ending at the partition date (never a bar after it), then the
+        blocking quality gates on them.
 
         A date that is not an exchange session materializes as ``market_closed``: no bars, and
         nothing downstream acts on it.
         """
-        return _materialize(
-            context, market_data_source.for_strategy(strategy), object_store, lineage, strategy.id
-        )
+        source = market_data_source.for_strategy(strategy)
+        output = _materialize(context, source, object_store, lineage, strategy.id)
+        yield output
+        yield from quality_check_results(context, output.value, source, lineage, strategy.id)
 
     return market_data
 
@@ -167,7 +173,7 @@ def _metadata(windows: dict[str, MarketDataWindow], row_ids: dict[str, int]) -> 
         "market_closed": dg.MetadataValue.json(
             sorted(k for k, s in summaries.items() if s["status"] == "market_closed")
         ),
-        "lineage_row_ids": dg.MetadataValue.json(row_ids),
+        **by_partition("lineage_row_ids", row_ids),
     }
     if len(windows) == 1:
         (summary,) = summaries.values()

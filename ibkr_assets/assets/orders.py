@@ -11,7 +11,7 @@ import itertools
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.orders import OrderOutcome, order_ref
@@ -85,7 +85,7 @@ def _materialize(
             ),
             "no_order": sum(o.outcome == "none" for o in outcomes),
             "modes": dg.MetadataValue.json(sorted({o.mode for o in outcomes})),
-            "lineage_row_ids": dg.MetadataValue.json(row_ids),
+            **by_partition("lineage_row_ids", row_ids),
         },
     )
 

@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_asset
 from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
 from ibkr_assets.partitions import date_partitions
@@ -182,7 +182,7 @@ def _snapshot_for(
 
 
 def _metadata(values: dict[str, PortfolioSnapshot], row_ids: dict) -> dict:
-    meta: dict = {"partitions": len(values), "lineage_row_ids": dg.MetadataValue.json(row_ids)}
+    meta: dict = {"partitions": len(values), **by_partition("lineage_row_ids", row_ids)}
     if values:
         last = values[max(values)]
         meta |= {

@@ -1,7 +1,10 @@
 """Blocking quality gates on ``market_data``: a failed gate stops ``indicators`` for the run.
 
 Each gate of ``domain.quality.GATES`` is its own asset check so the UI shows which one failed.
-In a range run a gate fails when any partition fails it; its metadata names those partitions.
+The ``market_data`` step evaluates them on the windows it has just made (no second step, no
+second load): its output is stored, then a failed gate fails the step, so nothing downstream
+runs. In a range run a gate fails when any partition fails it; its metadata names those
+partitions.
 """
 
 from collections.abc import Iterator
@@ -39,44 +42,29 @@ def report_for(window: MarketDataWindow, cfg: MarketDataResource) -> QualityRepo
     )
 
 
-def build_market_data_quality(strategy: StrategyConfig) -> dg.AssetChecksDefinition:
+def quality_check_specs(strategy: StrategyConfig) -> list[dg.AssetCheckSpec]:
+    """The gates as blocking checks of ``strategy``'s ``market_data``, one spec per gate."""
     asset_key = dg.AssetKey([strategy.id, "market_data"])
-
-    @dg.multi_asset_check(
-        name=f"{strategy.id}__market_data_quality",  # op names: STRATEGY__STEP
-        specs=[
-            dg.AssetCheckSpec(
-                name=gate,
-                asset=asset_key,
-                description=GATE_DESCRIPTIONS[gate],
-                blocking=True,
-                partitions_def=strategy_partitions(strategy.id),
-            )
-            for gate in GATES
-        ],
-        can_subset=False,
-        ins={"market_data": dg.AssetIn(key=asset_key)},
-    )
-    def market_data_quality(
-        context: dg.AssetCheckExecutionContext,
-        market_data: dict[str, MarketDataWindow],
-        market_data_source: MarketDataResource,
-        lineage: LineageResource,
-    ) -> Iterator[dg.AssetCheckResult]:
-        yield from _evaluate(
-            context, market_data, market_data_source.for_strategy(strategy), lineage, strategy.id
+    return [
+        dg.AssetCheckSpec(
+            name=gate,
+            asset=asset_key,
+            description=GATE_DESCRIPTIONS[gate],
+            blocking=True,
+            partitions_def=strategy_partitions(strategy.id),
         )
+        for gate in GATES
+    ]
 
-    return market_data_quality
 
-
-def _evaluate(
-    context: dg.AssetCheckExecutionContext,
+def quality_check_results(
+    context: dg.AssetExecutionContext,
     market_data: dict[str, MarketDataWindow],
     market_data_source: MarketDataResource,
     lineage: LineageResource,
     strategy_id: str,
 ) -> Iterator[dg.AssetCheckResult]:
+    """Each gate's verdict over the step's windows; each partition's report as a lineage row."""
     recorder = lineage.recorder(context, "market_data_quality", strategy_id)
     reports: dict[str, QualityReport] = {}
     for key, window in market_data.items():

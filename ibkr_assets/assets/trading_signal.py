@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import by_partition, workflow_asset
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.signal import SignalRules, TradingSignal, build_signal
 from ibkr_assets.domain.skipped import Skipped
@@ -131,9 +131,9 @@ def _materialize(
             {a: sum(s.action == a for s in signals) for a in ("BUY", "SELL", "HOLD")}
         ),
         "actionable": sum(s.is_actionable for s in signals),
-        "lineage_row_ids": dg.MetadataValue.json(row_ids),
+        **by_partition("lineage_row_ids", row_ids),
     }
-    meta["mlflow_run_ids"] = dg.MetadataValue.json(mlflow_runs)
+    meta |= by_partition("mlflow_run_ids", mlflow_runs)
     if len(values) == 1 and signals:
         (only,) = signals
         meta |= {"action": only.action, "confidence": only.confidence, "reasoning": only.reasoning}
