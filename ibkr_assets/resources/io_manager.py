@@ -9,11 +9,18 @@ output metadata onto every partition's event, so the versions themselves would m
 grow with the range. Loads read exactly the recorded version and verify its sha256, so a
 downstream step always sees the bytes its upstream recorded, even if a later run has rewritten
 the latest copy.
+
+Within a run, ``_RunMemory`` spares repeated work: a step finds the versions its upstream
+wrote earlier in the same run and process without querying the event log, and a JSON value
+read and verified once in the run (every later step reads the indicators) is decoded once. A
+new run starts with nothing remembered, so each run verifies what it reads.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +32,47 @@ from ibkr_assets.storage import layout
 from ibkr_assets.storage.object_store import ObjectStore, get_verified, put_versioned
 
 VERSIONS_METADATA_KEY = "object_versions"
+_REMEMBERED_VALUES = 4096  # decoded values kept per run, the least recently used dropped
+
+
+class _RunMemory:
+    """What this process wrote and read in its current run (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._run_id: str | None = None
+        self._written: dict[dg.AssetKey, dict[str, dict]] = {}
+        self._values: OrderedDict[str, Any] = OrderedDict()
+
+    def _switch(self, run_id: str) -> None:
+        if run_id != self._run_id:  # the caller holds the lock
+            self._run_id, self._written, self._values = run_id, {}, OrderedDict()
+
+    def wrote(self, run_id: str, asset_key: dg.AssetKey, versions: dict[str, dict]) -> None:
+        with self._lock:
+            self._switch(run_id)
+            self._written.setdefault(asset_key, {}).update(versions)
+
+    def written(self, run_id: str, asset_key: dg.AssetKey) -> dict[str, dict]:
+        with self._lock:
+            return dict(self._written.get(asset_key, {})) if run_id == self._run_id else {}
+
+    def value(self, run_id: str, version_key: str) -> tuple[bool, Any]:
+        with self._lock:
+            if run_id != self._run_id or version_key not in self._values:
+                return False, None
+            self._values.move_to_end(version_key)
+            return True, self._values[version_key]
+
+    def remember(self, run_id: str, version_key: str, value: Any) -> None:
+        with self._lock:
+            self._switch(run_id)
+            self._values[version_key] = value
+            while len(self._values) > _REMEMBERED_VALUES:
+                self._values.popitem(last=False)
+
+
+_MEMORY = _RunMemory()
 
 
 def _strategy_and_asset(key: dg.AssetKey) -> tuple[str, str]:
@@ -58,6 +106,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
             json.dumps(versions, sort_keys=True, separators=(",", ":")).encode(),
             "application/json",
         )
+        _MEMORY.wrote(context.run_id, context.asset_key, versions)
         context.add_output_metadata(
             {
                 "objects": len(versions),
@@ -71,7 +120,12 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         _, asset = _strategy_and_asset(context.asset_key)
         wanted = list(context.asset_partition_keys)
         store = self.object_store.get_store()
-        versions = _latest_versions(context.instance, store, context.asset_key, wanted)
+        run_id = _run_id(context)
+        versions = _MEMORY.written(run_id, context.asset_key) if run_id else {}
+        if not versions.keys() >= set(wanted):
+            versions |= _latest_versions(
+                context.instance, store, context.asset_key, [k for k in wanted if k not in versions]
+            )
         absent = [k for k in wanted if k not in versions]
         if (context.definition_metadata or {}).get("allow_missing_partitions"):
             wanted = [k for k in wanted if k in versions]  # a fan-in reads what exists
@@ -82,10 +136,24 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
             )
         values = {}
         for key in wanted:
-            day, symbol = split_any(key)
-            data = get_verified(store, versions[key]["version_key"], versions[key]["sha256"])
-            values[key] = layout.decode(asset, symbol, day, data)
+            version_key = versions[key]["version_key"]
+            known, value = _MEMORY.value(run_id, version_key) if run_id else (False, None)
+            if not known:
+                day, symbol = split_any(key)
+                data = get_verified(store, version_key, versions[key]["sha256"])
+                value = layout.decode(asset, symbol, day, data)
+                if run_id and data[:1] == b"{":  # JSON is costly to decode; images are not
+                    _MEMORY.remember(run_id, version_key, value)
+            values[key] = value
         return values
+
+
+def _run_id(context: dg.InputContext) -> str | None:
+    """The id of the run loading the input; None outside a run (a hand-built context)."""
+    try:
+        return context.step_context.run_id
+    except Exception:
+        return None
 
 
 def latest_materializations(
