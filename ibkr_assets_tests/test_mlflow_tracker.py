@@ -387,6 +387,28 @@ def test_params_are_read_once_per_run_and_a_stale_copy_recovers(store) -> None:
     assert data.metrics["cost_usd"] == 0.1
 
 
+def test_artifacts_go_where_the_run_said_without_reading_it_again(store, tmp_path) -> None:
+    """The run's artifact location comes from its creation (or search); a tracker that has not
+    seen the run reads it once."""
+    uri, artifacts = store
+    one, other = MlflowTracker(uri, str(artifacts)), MlflowTracker(uri, str(artifacts))
+    run_id = _run(one, "2025-02-04|AAPL")
+    reads: list[str] = []
+    for tracker in (one, other):
+        real_get_run = tracker.client.get_run
+        tracker.client.get_run = lambda rid, real=real_get_run: reads.append(rid) or real(rid)
+    one.log_text(run_id, "prompt.txt", "p")
+    one.log_bytes(run_id, "charts/daily_chart.png", PNG)
+    assert reads == []
+    other.log_text(run_id, "response.txt", "r")
+    other.log_text(run_id, "again.txt", "a")
+    assert reads == [run_id]  # once, then remembered
+    client = MlflowClient(tracking_uri=uri)
+    listed = {f.path for f in client.list_artifacts(run_id)}
+    assert listed == {"prompt.txt", "response.txt", "again.txt", "charts"}
+    assert Path(client.download_artifacts(run_id, "response.txt", str(tmp_path))).read_text() == "r"
+
+
 def test_a_range_looks_up_its_execution_runs_with_one_search(store, monkeypatch) -> None:
     uri, artifacts = store
     first = MlflowTracker(uri, str(artifacts))

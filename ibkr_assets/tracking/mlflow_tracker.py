@@ -56,6 +56,10 @@ class MlflowTracker:
         # (experiment id, execution id) -> partition key -> its oldest run, from one search:
         # a step over a range looks its runs up at once instead of once per partition.
         self._execution_runs: dict[tuple[str, str], dict[str, Any]] = {}
+        # run id -> where its artifacts go, as the run's info said when this process found or
+        # created it (MLflow itself would read the whole run again for its first artifact).
+        self._artifact_uris: dict[str, str] = {}
+        self._artifact_repos: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -184,49 +188,34 @@ class MlflowTracker:
                             **extra,
                         },
                     )
-                    created.setdefault(experiment_id, []).append((key, run.info.run_id))
+                    created.setdefault(experiment_id, []).append((key, run))
                     continue
                 self._update_tags(existing.info.run_id, existing.data.tags, extra)
-            found[key] = self._remember(
-                (strategy_id, key, execution_id),
-                existing.info.run_id,
-                existing.data.params,
-                experiment_id,
-                extra,
-            )
+            found[key] = self._remember((strategy_id, key, execution_id), existing, extra)
         for experiment_id, runs in created.items():
             with self._guard(f"checking the new runs of execution {execution_id!r}"):
                 oldest = self._search_execution(experiment_id, execution_id)
                 with self._lock:
                     self._execution_runs[(experiment_id, execution_id)] = oldest
-                for key, run_id in runs:
+                for key, run in runs:
                     winner = oldest.get(key)
-                    params: Mapping[str, str] = {}
-                    if winner is not None:
-                        params = winner.data.params
-                        if winner.info.run_id != run_id:
-                            # another process created this partition's run first: use that one
-                            self.client.delete_run(run_id)
-                            run_id = winner.info.run_id
-                            self._update_tags(run_id, winner.data.tags, extra)
+                    if winner is not None and winner.info.run_id != run.info.run_id:
+                        # another process created this partition's run first: use that one
+                        self.client.delete_run(run.info.run_id)
+                        self._update_tags(winner.info.run_id, winner.data.tags, extra)
                     found[key] = self._remember(
-                        (strategy_id, key, execution_id), run_id, params, experiment_id, extra
+                        (strategy_id, key, execution_id), winner or run, extra
                     )
         return found
 
-    def _remember(
-        self,
-        cache_key: tuple[str, str, str],
-        run_id: str,
-        params: Mapping[str, str],
-        experiment_id: str,
-        extra: dict[str, str],
-    ) -> str:
+    def _remember(self, cache_key: tuple[str, str, str], run: Any, extra: dict[str, str]) -> str:
         """Cache the run found for a partition, with its params and the tags it now carries."""
+        run_id = run.info.run_id
         with self._lock:
             cached = self._runs.get(cache_key)
-            self._params[run_id] = dict(params)
-            self._run_experiments[run_id] = experiment_id
+            self._params[run_id] = dict(run.data.params)
+            self._run_experiments[run_id] = run.info.experiment_id
+            self._artifact_uris[run_id] = run.info.artifact_uri
             known = cached[1] if cached and cached[0] == run_id else {}
             self._runs[cache_key] = (run_id, {**known, **extra})
         return run_id
@@ -301,13 +290,11 @@ class MlflowTracker:
             local.write_bytes(data)
             with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
                 parent = str(path.parent)
-                self.client.log_artifact(run_id, str(local), None if parent == "." else parent)
+                self._artifacts(run_id).log_artifact(str(local), None if parent == "." else parent)
 
     def log_text(self, run_id: str, artifact_path: str, text: str) -> None:
         """Store ``text`` (UTF-8) as the artifact ``artifact_path`` (e.g. ``prompt.txt``)."""
-        _artifact_path(artifact_path)
-        with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
-            self.client.log_text(run_id, text, artifact_path)
+        self.log_bytes(run_id, artifact_path, text.encode("utf-8"))
 
     def log_json(self, run_id: str, artifact_path: str, obj: Any) -> None:
         """Store ``obj`` as indented JSON; dates, decimals and the like are written as strings."""
@@ -335,6 +322,20 @@ class MlflowTracker:
             netloc = f"{netloc}:{parts.port}"
         base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def _artifacts(self, run_id: str) -> Any:
+        """The artifact repository of ``run_id`` (one per run and process)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with self._lock:
+            repo, uri = self._artifact_repos.get(run_id), self._artifact_uris.get(run_id)
+        if repo is None:
+            if uri is None:
+                uri = self.client.get_run(run_id).info.artifact_uri
+            repo = get_artifact_repository(uri, tracking_uri=self.tracking_uri)
+            with self._lock:
+                self._artifact_repos[run_id] = repo
+        return repo
 
     def _execution_run(self, experiment_id: str, partition_key: str, execution_id: str) -> Any:
         """The partition's run in this execution as of this process's one search for all of
