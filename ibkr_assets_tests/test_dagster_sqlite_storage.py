@@ -209,3 +209,23 @@ def test_has_table_answers_through_the_kept_open_connection(tmp_path, monkeypatc
         assert storage.has_table("asset_event_tags")
         assert storage.has_table("dynamic_partitions")
         assert not storage.has_table("no_such_table")
+
+
+def test_asset_key_columns_are_reflected_once_not_for_every_event(tmp_path, monkeypatch):
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    reflected: list[str] = []
+    real = SqlEventLogStorage._has_asset_key_col_on_connection
+
+    def counting(self, conn, column_name):
+        reflected.append(column_name)
+        return real(self, conn, column_name)
+
+    monkeypatch.setattr(SqlEventLogStorage, "_has_asset_key_col_on_connection", counting)
+    with _instance(tmp_path) as instance:
+        assert _materialize_range(instance, "2025-01-02", "2025-01-06").success
+        events = instance.fetch_materializations(dg.AssetKey("doubled"), limit=10).records
+        assert len(events) == 5
+        assert instance.event_log_storage.has_asset_key_index_cols()
+    # 10 materializations and their planned events: each column reflected once
+    assert sorted(reflected) == sorted(set(reflected)), reflected  # each column once

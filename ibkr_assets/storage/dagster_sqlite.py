@@ -63,6 +63,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         # Inside store_event_batch: its open transactions (committed together) by database.
         self._batch: tuple[ExitStack, dict[str, sa.Connection]] | None = None
         self._tables_seen: set[str] = set()
+        self._asset_key_columns_seen: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -122,6 +123,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             present = bool(connection.dialect.has_table(connection, table_name))
         if present:
             self._tables_seen.add(table_name)
+        return present
+
+    def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
+        """Dagster reflects the asset-key table's columns for every asset event; a column once
+        there stays there (migrations only add columns)."""
+        if column_name in self._asset_key_columns_seen:
+            return True
+        present = super()._has_asset_key_col_on_connection(conn, column_name)
+        if present:
+            self._asset_key_columns_seen.add(column_name)
         return present
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
