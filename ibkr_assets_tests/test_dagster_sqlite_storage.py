@@ -229,3 +229,76 @@ def test_asset_key_columns_are_reflected_once_not_for_every_event(tmp_path, monk
         assert instance.event_log_storage.has_asset_key_index_cols()
     # 10 materializations and their planned events: each column reflected once
     assert sorted(reflected) == sorted(set(reflected)), reflected  # each column once
+
+
+def _asset_state(instance: dg.DagsterInstance, run_id: str) -> dict:
+    """What Dagster knows of the two assets after ``run_id``: rows, latest values, statuses."""
+    state: dict = {
+        "run": [
+            (r.storage_id, r.event_log_entry.dagster_event_type)
+            for r in instance.get_records_for_run(run_id).records
+            if r.event_log_entry.is_dagster_event
+        ]
+    }
+    with instance.event_log_storage.index_connection() as conn:
+        state["indexed_tags"] = sorted(
+            tuple(row)
+            for row in conn.execute(
+                sqlalchemy.text("SELECT event_id, asset_key, key FROM asset_event_tags")
+            )
+        )  # fmt: skip (values differ: a data version without a code version is per run)
+    for name in ("prices", "doubled"):
+        key = dg.AssetKey(name)
+        (record,) = instance.get_asset_records([key])
+        entry = record.asset_entry
+        planned = instance.get_latest_planned_materialization_info(key)
+        materializations = instance.fetch_materializations(key, limit=100).records
+        planned_events = instance.get_event_records(
+            dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, key)
+        )
+        events = [
+            (
+                r.storage_id,
+                r.event_log_entry.dagster_event_type,
+                r.partition_key,
+                r.run_id == run_id,
+            )
+            for r in [*materializations, *planned_events]
+        ]
+        state[name] = {
+            "events": sorted(events),
+            "last_materialization": entry.last_materialization_record.storage_id,
+            "last_partition": entry.last_materialization_record.partition_key,
+            "last_run_is_this_run": entry.last_run_id == run_id,
+            "planned": (planned.storage_id, planned.run_id == run_id) if planned else None,
+            "materialized": instance.get_materialized_partitions(key),
+            "status": instance.get_status_by_partition(key, DAYS.get_partition_keys(), DAYS),
+        }
+    return state
+
+
+def test_a_batch_of_asset_events_is_stored_as_one_by_one_would(tmp_path, monkeypatch):
+    """Dagster sends a range run's asset events in batches only with DAGSTER_EVENT_BATCH_SIZE;
+    what the bulk write leaves must equal what storing them one by one leaves."""
+    states, batches = [], []
+    for size in ("1000", "0"):
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", size)
+        with _instance(tmp_path / size) as instance:
+            storage = instance.event_log_storage
+            original = storage.store_event_batch
+
+            def counting(events, size=size, original=original):
+                batches.append((size, len(events)))
+                original(events)
+
+            monkeypatch.setattr(storage, "store_event_batch", counting)
+            first = _materialize_range(instance, "2025-01-02", "2025-01-06")
+            second = _materialize_range(instance, "2025-01-05", "2025-01-08")  # overlapping
+            assert first.success and second.success
+            states.append(_asset_state(instance, second.run_id))
+    assert any(size == "1000" and n >= 4 for size, n in batches)  # the bulk path was taken
+    assert not [b for b in batches if b[0] == "0"]
+    batched, one_by_one = states
+    assert batched == one_by_one
+    assert batched["doubled"]["last_partition"] == "2025-01-08"
+    assert batched["indexed_tags"], "materializations index their data-version tags"

@@ -7,7 +7,10 @@ subclass keeps a connection open to each database file it wrote to recently (the
 runs in progress), and sets ``synchronous=NORMAL``, SQLite's recommended setting for WAL
 databases such as Dagster's: a commit survives the process crashing, only a power loss may undo
 the last ones. A batch of events (Dagster sends one when ``DAGSTER_EVENT_BATCH_SIZE`` is set) is
-written in one transaction per database.
+written in one transaction per database. A batch of one run's asset events (a range run's
+materializations of one output, or its planned materializations) is written as Dagster's
+PostgreSQL storage writes it: the rows in one statement per database, and the asset table
+updated from the last event of each asset and kind instead of once per event.
 
 With connections kept open, a commit lands in the database's ``-wal`` file and reaches the main
 file only at a checkpoint, so the watcher that streams a run's events to the UI also wakes on
@@ -26,8 +29,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
 import sqlalchemy as sa
+from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.base import EventHandlerFn
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
     SqliteEventLogStorageWatchdog,
@@ -37,6 +42,14 @@ from dagster._serdes import ConfigurableClassData
 from watchdog.observers import Observer
 
 MAX_OPEN_DATABASES = 8  # the index plus the runs being written; older ones are closed
+# Asset events whose storage is rows plus the asset table's latest values (no check or run state)
+BULK_EVENT_TYPES = frozenset(
+    {
+        DagsterEventType.ASSET_MATERIALIZATION,
+        DagsterEventType.ASSET_OBSERVATION,
+        DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    }
+)
 
 
 def _normal_sync(dbapi_connection, _record) -> None:
@@ -146,10 +159,40 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             try:
                 with ExitStack() as stack:
                     self._batch = (stack, {})
-                    for event in events:
-                        self.store_event(event)
+                    if _bulk_writable(events):
+                        self._store_asset_events(events)
+                    else:
+                        for event in events:
+                            self.store_event(event)
             finally:
                 self._batch = None
+
+    def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
+        """What ``store_event`` stores for each of one run's asset events, written at once.
+
+        Dagster writes an asset event to the run's database and to the cross-run index, indexes
+        its tags, and sets the asset's latest values (last materialization, run, timestamp).
+        Those values are overwritten by each later event that sets them, so applying the last
+        event of each asset and kind, in event order, leaves exactly what one by one would.
+        """
+        rows = [self._event_to_row(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        with self.index_connection() as conn:
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+            event_ids = [row[0] for row in inserted]
+            self._store_asset_event_tags(conn, events, event_ids)
+            latest: dict[tuple, tuple[int, EventLogEntry]] = {}
+            for event_id, event in zip(event_ids, events, strict=True):
+                dagster_event = event.get_dagster_event()
+                latest[(dagster_event.asset_key, dagster_event.event_type)] = (event_id, event)
+            for event_id, event in sorted(latest.values(), key=lambda pair: pair[0]):
+                self._store_asset_event(conn, event, event_id)
 
     def watch(self, run_id: str, cursor: str | None, callback: EventHandlerFn) -> None:
         """Dagster's ``watch``, with a handler that also wakes on the ``-wal`` file."""
@@ -173,6 +216,20 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
+
+
+def _bulk_writable(events: Sequence[EventLogEntry]) -> bool:
+    """Several asset events of one run, none of a kind with more to store than rows."""
+    return (
+        len(events) > 1
+        and len({event.run_id for event in events}) == 1
+        and all(
+            event.is_dagster_event
+            and event.get_dagster_event().event_type in BULK_EVENT_TYPES
+            and event.get_dagster_event().asset_key is not None
+            for event in events
+        )
+    )
 
 
 class _WalAwareWatchdog(SqliteEventLogStorageWatchdog):
