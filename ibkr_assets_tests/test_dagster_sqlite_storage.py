@@ -32,14 +32,19 @@ def doubled(prices: dict[str, int]) -> dict[str, int]:
     return {key: 2 * value for key, value in prices.items()}
 
 
+@dg.asset_check(asset=doubled, blocking=True)
+def doubled_is_even(doubled: dict[str, int]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=all(v % 2 == 0 for v in doubled.values()))
+
+
 def _instance(home: Path) -> dg.DagsterInstance:
     write_instance_config(home)
     return dg.DagsterInstance.from_config(str(home))
 
 
-def _materialize_range(instance: dg.DagsterInstance, first: str, last: str):
+def _materialize_range(instance: dg.DagsterInstance, first: str, last: str, *checks):
     return dg.materialize(
-        [prices, doubled],
+        [prices, doubled, *checks],
         instance=instance,
         resources={"io_manager": dg.mem_io_manager},
         tags={
@@ -240,6 +245,11 @@ def _asset_state(instance: dg.DagsterInstance, run_id: str) -> dict:
             if r.event_log_entry.is_dagster_event
         ]
     }
+    check = dg.AssetCheckKey(dg.AssetKey("doubled"), "doubled_is_even")
+    state["check"] = [
+        (r.id, r.status, r.run_id == run_id, r.event.dagster_event_type if r.event else None)
+        for r in instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+    ]
     with instance.event_log_storage.index_connection() as conn:
         state["indexed_tags"] = sorted(
             tuple(row)
@@ -292,8 +302,8 @@ def test_a_batch_of_asset_events_is_stored_as_one_by_one_would(tmp_path, monkeyp
                 original(events)
 
             monkeypatch.setattr(storage, "store_event_batch", counting)
-            first = _materialize_range(instance, "2025-01-02", "2025-01-06")
-            second = _materialize_range(instance, "2025-01-05", "2025-01-08")  # overlapping
+            first = _materialize_range(instance, "2025-01-02", "2025-01-06", doubled_is_even)
+            second = _materialize_range(instance, "2025-01-05", "2025-01-08", doubled_is_even)
             assert first.success and second.success
             states.append(_asset_state(instance, second.run_id))
     assert any(size == "1000" and n >= 4 for size, n in batches)  # the bulk path was taken
@@ -302,3 +312,4 @@ def test_a_batch_of_asset_events_is_stored_as_one_by_one_would(tmp_path, monkeyp
     assert batched == one_by_one
     assert batched["doubled"]["last_partition"] == "2025-01-08"
     assert batched["indexed_tags"], "materializations index their data-version tags"
+    assert batched["check"][0][1].value == "SUCCEEDED"  # newest first

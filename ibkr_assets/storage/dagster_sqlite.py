@@ -27,6 +27,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from itertools import groupby
 
 import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
@@ -159,11 +160,14 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             try:
                 with ExitStack() as stack:
                     self._batch = (stack, {})
-                    if _bulk_writable(events):
-                        self._store_asset_events(events)
-                    else:
-                        for event in events:
-                            self.store_event(event)
+                    # in order: consecutive asset events at once, any other event alone
+                    for bulk, group in groupby(events, key=_bulk_writable):
+                        part = list(group)
+                        if bulk and len(part) > 1:
+                            self._store_asset_events(part)
+                        else:
+                            for event in part:
+                                self.store_event(event)
             finally:
                 self._batch = None
 
@@ -176,8 +180,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         event of each asset and kind, in event order, leaves exactly what one by one would.
         """
         rows = [self._event_to_row(event) for event in events]
-        with self.run_connection(events[0].run_id) as conn:
-            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        for run_id in dict.fromkeys(event.run_id for event in events):
+            with self.run_connection(run_id) as conn:
+                conn.execute(
+                    SqlEventLogStorageTable.insert(),
+                    [row for row in rows if row["run_id"] == run_id],
+                )
         with self.index_connection() as conn:
             inserted = conn.execute(
                 SqlEventLogStorageTable.insert().returning(
@@ -218,17 +226,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-def _bulk_writable(events: Sequence[EventLogEntry]) -> bool:
-    """Several asset events of one run, none of a kind with more to store than rows."""
+def _bulk_writable(event: EventLogEntry) -> bool:
+    """An asset event of a kind with nothing more to store than rows and the asset's latest."""
     return (
-        len(events) > 1
-        and len({event.run_id for event in events}) == 1
-        and all(
-            event.is_dagster_event
-            and event.get_dagster_event().event_type in BULK_EVENT_TYPES
-            and event.get_dagster_event().asset_key is not None
-            for event in events
-        )
+        event.is_dagster_event
+        and event.get_dagster_event().event_type in BULK_EVENT_TYPES
+        and event.get_dagster_event().asset_key is not None
     )
 
 
