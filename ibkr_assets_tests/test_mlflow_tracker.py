@@ -292,6 +292,25 @@ def test_a_new_sqlite_store_uses_a_write_ahead_log(tmp_path: Path) -> None:
     assert MlflowClient(tracking_uri=f"sqlite:///{database}").get_run(run_id).data.params == {
         "model": "m"
     }
+    # its commits do not wait for the disk: synchronous=NORMAL (1), SQLite's advice under WAL
+    engine = tracker.client._tracking_client.store.engine
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+
+
+def test_a_store_in_another_journal_mode_keeps_full_sync(tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "rollback" / "mlflow.db"
+    first = MlflowTracker(f"sqlite:///{database}", str(tmp_path / "artifacts"))
+    _run(first, "2025-05-05|AAPL")
+    first.client._tracking_client.store.engine.dispose()  # leaving WAL needs it closed
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    tracker = MlflowTracker(f"sqlite:///{database}", str(tmp_path / "artifacts"))
+    _run(tracker, "2025-05-06|AAPL")
+    with tracker.client._tracking_client.store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
 def test_unusable_store_gives_tracking_error(tmp_path: Path) -> None:

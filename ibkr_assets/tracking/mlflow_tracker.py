@@ -80,6 +80,7 @@ class MlflowTracker:
 
                     with _sqlite_store_setup(self.tracking_uri):
                         self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                    _sync_wal_commits_normally(self._client)
             return self._client
 
     @staticmethod
@@ -468,6 +469,29 @@ def _sqlite_store_setup(tracking_uri: str) -> Iterator[None]:
         with closing(sqlite3.connect(database)) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
         ready.touch()
+
+
+def _sync_wal_commits_normally(client: MlflowClient) -> None:
+    """``synchronous=NORMAL`` on the connections of a SQLite store in WAL mode.
+
+    SQLite's recommended setting under a write-ahead log (the embedded event log uses it too):
+    a commit survives the process crashing and only a power loss may undo the last ones, and it
+    no longer waits for the disk (a range run commits some thousand times). A store in another
+    journal mode keeps SQLite's default. Other stores are left alone.
+    """
+    engine = getattr(getattr(client._tracking_client, "store", None), "engine", None)
+    if engine is None or engine.dialect.name != "sqlite":
+        return
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        (mode,) = dbapi_connection.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    import sqlalchemy as sa
+
+    sa.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # the connections opened while the store was set up reopen with it
 
 
 def _tracking_errors() -> tuple[type[BaseException], ...]:
