@@ -480,3 +480,24 @@ def test_runs_for_many_partitions_are_created_with_one_search_per_experiment(
             execution_id="exec-many",
             dagster_run_id="r7",
         )
+
+
+def test_artifacts_reach_an_s3_artifact_store(
+    tmp_path: Path, s3_endpoint: str, monkeypatch
+) -> None:
+    """Runs whose artifacts live in S3 (MinIO in production) get the same files."""
+    import boto3
+
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_endpoint)
+    bucket = f"mlflow-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket=bucket)
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", f"s3://{bucket}/mlflow")
+    run_id = _run(tracker, "2025-06-02|AAPL")
+    tracker.log_bytes(run_id, "charts/daily_chart.png", PNG)
+    tracker.log_text(run_id, "prompt.txt", "Analyse AAPL ✓")
+    keys = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    (chart,) = [k for k in keys if k.endswith("/artifacts/charts/daily_chart.png")]
+    (prompt,) = [k for k in keys if k.endswith("/artifacts/prompt.txt")]
+    assert s3.get_object(Bucket=bucket, Key=chart)["Body"].read() == PNG
+    assert s3.get_object(Bucket=bucket, Key=prompt)["Body"].read().decode() == "Analyse AAPL ✓"

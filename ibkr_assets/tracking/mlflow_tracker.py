@@ -11,6 +11,7 @@ module (loading the Dagster definitions) never log anything.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import tempfile
@@ -285,13 +286,19 @@ class MlflowTracker:
 
     def log_bytes(self, run_id: str, artifact_path: str, data: bytes) -> None:
         """Store ``data`` as the artifact ``artifact_path`` (e.g. ``charts/daily_chart.png``)."""
+        from mlflow.store.artifact.artifact_repo import StreamUploadMixin
+
         path = _artifact_path(artifact_path)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / path.name
-            local.write_bytes(data)
-            with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
-                parent = str(path.parent)
-                self._artifacts(run_id).log_artifact(str(local), None if parent == "." else parent)
+        parent = None if str(path.parent) == "." else str(path.parent)
+        with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
+            repo = self._artifacts(run_id)
+            if isinstance(repo, StreamUploadMixin):  # e.g. local files: no temporary copy
+                repo.log_artifact_from_stream(io.BytesIO(data), path.name, parent)
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / path.name
+                local.write_bytes(data)
+                repo.log_artifact(str(local), parent)
 
     def log_text(self, run_id: str, artifact_path: str, text: str) -> None:
         """Store ``text`` (UTF-8) as the artifact ``artifact_path`` (e.g. ``prompt.txt``)."""
