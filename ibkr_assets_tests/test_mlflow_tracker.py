@@ -413,15 +413,18 @@ def test_artifacts_go_where_the_run_said_without_reading_it_again(store, tmp_pat
     one, other = MlflowTracker(uri, str(artifacts)), MlflowTracker(uri, str(artifacts))
     run_id = _run(one, "2025-02-04|AAPL")
     reads: list[str] = []
-    for tracker in (one, other):
-        real_get_run = tracker.client.get_run
-        tracker.client.get_run = lambda rid, real=real_get_run: reads.append(rid) or real(rid)
+    for tracker in (one, other):  # the client's and the one MLflow's own upload path uses
+        for owner in (tracker.client, tracker.client._tracking_client):
+            real_get_run = owner.get_run
+            owner.get_run = lambda rid, real=real_get_run: reads.append(rid) or real(rid)
     one.log_text(run_id, "prompt.txt", "p")
     one.log_bytes(run_id, "charts/daily_chart.png", PNG)
     assert reads == []
     other.log_text(run_id, "response.txt", "r")
+    first_read = list(reads)
+    assert first_read and set(first_read) == {run_id}  # a tracker new to the run reads it
     other.log_text(run_id, "again.txt", "a")
-    assert reads == [run_id]  # once, then remembered
+    assert reads == first_read  # once, then remembered
     client = MlflowClient(tracking_uri=uri)
     listed = {f.path for f in client.list_artifacts(run_id)}
     assert listed == {"prompt.txt", "response.txt", "again.txt", "charts"}

@@ -184,7 +184,7 @@ def _metadata(values, row_ids, refs, name) -> dict:
     meta: dict = {
         "partitions": len(values),
         "charts": sum(isinstance(v, ChartImage) for v in values.values()),
-        **by_partition("lineage_row_ids", row_ids),
+        **by_partition("lineage_row_ids", row_ids, len(values)),
     }
     if len(values) == 1:
         ((key, value),) = values.items()

@@ -65,14 +65,17 @@ def workflow_multi_asset(strategy: StrategyConfig, name: str, outs: dict[str, di
     return decorate
 
 
-def by_partition(name: str, values: dict[str, object]) -> dict[str, dg.MetadataValue]:
-    """``{name: values}`` as output metadata when the run has a single partition.
+def by_partition(
+    name: str, values: dict[str, object], partitions: int
+) -> dict[str, dg.MetadataValue]:
+    """``{name: values}`` as output metadata when the run has a single partition (``partitions``
+    is the step's count), else ``{name}_count``: how many entries ``values`` has.
 
     Dagster copies a range run's output metadata onto each partition's materialization, so a
     map over the range would make every event grow with the range (and the event log with its
-    square). A range gets the count; the rows themselves are found by run and partition.
+    square). The rows themselves are found by run and partition.
     """
-    if len(values) <= 1:
+    if partitions <= 1:
         return {name: dg.MetadataValue.json(values)}
     return {f"{name}_count": dg.MetadataValue.int(len(values))}
 

@@ -69,7 +69,7 @@ def _materialize(
     meta: dict = {
         "partitions": len(results),
         "blocked": dg.MetadataValue.json(blocked),
-        **by_partition("lineage_row_ids", row_ids),
+        **by_partition("lineage_row_ids", row_ids, len(results)),
     }
     if len(results) == 1:
         (only,) = results.values()

@@ -205,7 +205,7 @@ def _materialize(
             "provider": chosen.provider,
             "model": chosen.model,
             "template": f"{template.id} v{template.version}",
-            **by_partition("lineage_row_ids", row_ids),
+            **by_partition("lineage_row_ids", row_ids, len(values)),
         },
     )
 

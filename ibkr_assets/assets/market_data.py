@@ -173,7 +173,7 @@ def _metadata(windows: dict[str, MarketDataWindow], row_ids: dict[str, int]) -> 
         "market_closed": dg.MetadataValue.json(
             sorted(k for k, s in summaries.items() if s["status"] == "market_closed")
         ),
-        **by_partition("lineage_row_ids", row_ids),
+        **by_partition("lineage_row_ids", row_ids, len(windows)),
     }
     if len(windows) == 1:
         (summary,) = summaries.values()

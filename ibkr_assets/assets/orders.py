@@ -85,7 +85,7 @@ def _materialize(
             ),
             "no_order": sum(o.outcome == "none" for o in outcomes),
             "modes": dg.MetadataValue.json(sorted({o.mode for o in outcomes})),
-            **by_partition("lineage_row_ids", row_ids),
+            **by_partition("lineage_row_ids", row_ids, len(values)),
         },
     )
 

@@ -182,7 +182,10 @@ def _snapshot_for(
 
 
 def _metadata(values: dict[str, PortfolioSnapshot], row_ids: dict) -> dict:
-    meta: dict = {"partitions": len(values), **by_partition("lineage_row_ids", row_ids)}
+    meta: dict = {
+        "partitions": len(values),
+        **by_partition("lineage_row_ids", row_ids, len(values)),
+    }
     if values:
         last = values[max(values)]
         meta |= {

@@ -131,9 +131,9 @@ def _materialize(
             {a: sum(s.action == a for s in signals) for a in ("BUY", "SELL", "HOLD")}
         ),
         "actionable": sum(s.is_actionable for s in signals),
-        **by_partition("lineage_row_ids", row_ids),
+        **by_partition("lineage_row_ids", row_ids, len(values)),
     }
-    meta |= by_partition("mlflow_run_ids", mlflow_runs)
+    meta |= by_partition("mlflow_run_ids", mlflow_runs, len(values))
     if len(values) == 1 and signals:
         (only,) = signals
         meta |= {"action": only.action, "confidence": only.confidence, "reasoning": only.reasoning}

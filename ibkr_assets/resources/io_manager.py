@@ -13,7 +13,9 @@ the latest copy.
 Within a run, ``_RunMemory`` spares repeated work: a step finds the versions its upstream
 wrote earlier in the same run and process without querying the event log, and a JSON value
 read and verified once in the run (every later step reads the indicators) is decoded once. A
-new run starts with nothing remembered, so each run verifies what it reads.
+new run starts with nothing remembered, so each run verifies what it reads. Steps of a run may
+therefore receive the same object: assets never modify their inputs. A range longer than the
+memory (``_REMEMBERED_VALUES``) is decoded per step instead, as every step reads it in order.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
                 f"{asset} has no stored materialization for partition(s) {', '.join(absent[:5])}"
                 f"{' ...' if len(absent) > 5 else ''}; materialize {asset} for them first"
             )
+        remember = run_id is not None and len(wanted) <= _REMEMBERED_VALUES
         values = {}
         for key in wanted:
             version_key = versions[key]["version_key"]
@@ -142,7 +145,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
                 day, symbol = split_any(key)
                 data = get_verified(store, version_key, versions[key]["sha256"])
                 value = layout.decode(asset, symbol, day, data)
-                if run_id and data[:1] == b"{":  # JSON is costly to decode; images are not
+                if remember and data[:1] == b"{":  # JSON is costly to decode; images are not
                     _MEMORY.remember(run_id, version_key, value)
             values[key] = value
         return values

@@ -35,7 +35,7 @@ class LineageResource(dg.ConfigurableResource):
 
     def recorder(
         self,
-        context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+        context: dg.AssetExecutionContext,
         step: str,
         strategy_id: str,
         asset_key: dg.AssetKey | None = None,

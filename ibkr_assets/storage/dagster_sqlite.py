@@ -7,10 +7,10 @@ subclass keeps a connection open to each database file it wrote to recently (the
 runs in progress), and sets ``synchronous=NORMAL``, SQLite's recommended setting for WAL
 databases such as Dagster's: a commit survives the process crashing, only a power loss may undo
 the last ones. A batch of events (Dagster sends one when ``DAGSTER_EVENT_BATCH_SIZE`` is set) is
-written in one transaction per database. A batch of one run's asset events (a range run's
-materializations of one output, or its planned materializations) is written as Dagster's
-PostgreSQL storage writes it: the rows in one statement per database, and the asset table
-updated from the last event of each asset and kind instead of once per event.
+written in one transaction per database. Consecutive asset events of a batch (a range run's
+materializations of one output, or its planned materializations) are written as Dagster's
+PostgreSQL storage writes them: the rows with one ``executemany`` per database, and the asset
+table updated from the last event of each asset and kind instead of once per event.
 
 With connections kept open, a commit lands in the database's ``-wal`` file and reaches the main
 file only at a checkpoint, so the watcher that streams a run's events to the UI also wakes on
@@ -172,7 +172,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._batch = None
 
     def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
-        """What ``store_event`` stores for each of one run's asset events, written at once.
+        """What ``store_event`` stores for each of these asset events, written together.
 
         Dagster writes an asset event to the run's database and to the cross-run index, indexes
         its tags, and sets the asset's latest values (last materialization, run, timestamp).

@@ -286,13 +286,15 @@ class MlflowTracker:
 
     def log_bytes(self, run_id: str, artifact_path: str, data: bytes) -> None:
         """Store ``data`` as the artifact ``artifact_path`` (e.g. ``charts/daily_chart.png``)."""
-        from mlflow.store.artifact.artifact_repo import StreamUploadMixin
+        from mlflow.store.artifact import artifact_repo
 
+        # MLflow 3's streaming uploads; older releases (and S3) take a file
+        streams = getattr(artifact_repo, "StreamUploadMixin", None)
         path = _artifact_path(artifact_path)
         parent = None if str(path.parent) == "." else str(path.parent)
         with self._guard(f"logging artifact {artifact_path!r} to run {run_id}"):
             repo = self._artifacts(run_id)
-            if isinstance(repo, StreamUploadMixin):  # e.g. local files: no temporary copy
+            if streams is not None and isinstance(repo, streams):  # local files: no temp copy
                 repo.log_artifact_from_stream(io.BytesIO(data), path.name, parent)
                 return
             with tempfile.TemporaryDirectory() as tmp:
