@@ -118,8 +118,9 @@ def _no_nulls(bars: pd.DataFrame) -> GateResult:
     return GateResult(result.name, False, f"{result.detail} ({cols})", result.examples)
 
 
-# The price gates work on NumPy arrays: they run for every partition, twice (the asset and its
-# check), and pandas' per-operation overhead would be most of their cost on 200 rows.
+# The price gates work on NumPy arrays: they run for every partition, twice (market_data's
+# checks and the indicators step's own guard), and pandas' per-operation overhead would be most
+# of their cost on 200 rows.
 def _prices(bars: pd.DataFrame) -> np.ndarray:
     """open, high, low, close as rows of a float array (NaN where missing)."""
     return np.vstack([bars[c].to_numpy(dtype="float64", na_value=np.nan) for c in PRICE_COLUMNS])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from itertools import groupby
 
@@ -129,25 +129,23 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         return engine
 
     def has_table(self, table_name: str) -> bool:
-        """Dagster's check (asked for every asset event) on the kept-open index connection;
-        a table once there stays there (migrations only add tables)."""
-        if table_name in self._tables_seen:
-            return True
-        with self.index_connection() as connection:
-            present = bool(connection.dialect.has_table(connection, table_name))
-        if present:
-            self._tables_seen.add(table_name)
-        return present
+        """Dagster's check (asked for every asset event) on the kept-open index connection."""
+
+        def present() -> bool:
+            with self.index_connection() as connection:
+                return bool(connection.dialect.has_table(connection, table_name))
+
+        return _seen_once_there(self._tables_seen, table_name, present)
 
     def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
-        """Dagster reflects the asset-key table's columns for every asset event; a column once
-        there stays there (migrations only add columns)."""
-        if column_name in self._asset_key_columns_seen:
-            return True
-        present = super()._has_asset_key_col_on_connection(conn, column_name)
-        if present:
-            self._asset_key_columns_seen.add(column_name)
-        return present
+        """Dagster reflects the asset-key table's columns for every asset event."""
+        return _seen_once_there(
+            self._asset_key_columns_seen,
+            column_name,
+            lambda: super(PooledSqliteEventLogStorage, self)._has_asset_key_col_on_connection(
+                conn, column_name
+            ),
+        )
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Dagster's ``store_event`` for each event, in one transaction per database: all of
@@ -224,6 +222,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
+
+
+def _seen_once_there(seen: set[str], name: str, present: Callable[[], bool]) -> bool:
+    """``present()``, asked until it is true once: migrations only add tables and columns."""
+    if name in seen:
+        return True
+    if present():
+        seen.add(name)
+        return True
+    return False
 
 
 def _bulk_writable(event: EventLogEntry) -> bool:

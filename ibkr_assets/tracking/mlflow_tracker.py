@@ -166,7 +166,7 @@ class MlflowTracker:
                 raise ValueError(f"partition key {key!r} is not of the form DATE|{symbol}")
         extra = {"dagster_run_id": dagster_run_id, **{k: str(v) for k, v in (tags or {}).items()}}
         found: dict[str, str] = {}
-        created: dict[str, list[tuple[str, str]]] = {}  # experiment id -> (partition, run id)
+        created: dict[str, list[tuple[str, Any]]] = {}  # experiment id -> (partition, new run)
         for key, symbol in partitions.items():
             with self._lock:
                 cached = self._runs.get((strategy_id, key, execution_id))
