@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -100,8 +101,13 @@ class Settings(BaseModel):
         return self.mlflow_tracking_uri or f"sqlite:///{self.home_path / 'mlflow.db'}"
 
     @property
-    def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or (self.home_path / "mlartifacts").as_uri()
+    def artifact_root(self) -> str | None:
+        """Where new MLflow experiments keep artifacts; None: the tracking server decides."""
+        if self.mlflow_artifact_root:
+            return self.mlflow_artifact_root
+        if urlsplit(self.tracking_uri).scheme in ("http", "https"):
+            return None
+        return (self.home_path / "mlartifacts").as_uri()
 
     @property
     def kill_switch_path(self) -> Path:

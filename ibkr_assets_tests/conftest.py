@@ -8,8 +8,16 @@ PostgreSQL tests skip locally but fail in CI (``CI=true``), so a green CI always
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -80,6 +88,68 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server``: its URL and the folder its proxied artifacts land in."""
+
+    url: str
+    artifacts: Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` on 127.0.0.1 serving artifacts (``mlflow-artifacts:``) from a
+    folder of its own, with a SQLite backend store. Started once: it takes seconds."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(port), "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+               "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
+               "--workers", "1"]  # fmt: skip
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers
+    with open(root / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its worker processes stop with it
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    tail = (root / "server.log").read_text(errors="replace")[-2000:]
+                    pytest.fail(f"mlflow server did not start:\n{tail}")
+                time.sleep(0.3)
+        yield MlflowServer(url, root / "artifacts")
+    finally:
+        _stop_group(server)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Stop ``process`` and the processes it started (its own session)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @pytest.fixture

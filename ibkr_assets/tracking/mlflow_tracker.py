@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import tempfile
 import threading
@@ -29,10 +30,31 @@ if TYPE_CHECKING:
 WORKFLOW_TYPE = "trading_signal"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 INIT_LOCK_TIMEOUT_S = 300  # creating a store takes seconds; waiting longer means a stuck process
+# MLflow's own defaults (7 retries, backoff factor 2, 120 s per request) hold a call to a server
+# that is down for minutes. These bound it: 3 attempts, 0-1 s and 2-3 s apart, 5 s each, so a call
+# fails within about 4 s when the port refuses and 20 s when nothing answers. An exported
+# variable always wins.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
 
 
 class TrackingError(RuntimeError):
     """MLflow could not be reached or refused a request (the message never shows a password)."""
+
+
+def is_tracking_server(tracking_uri: str) -> bool:
+    """True for an MLflow server (``http(s)://``): it keeps the artifacts, not this process."""
+    return urlsplit(tracking_uri).scheme in ("http", "https")
+
+
+def bound_http_requests() -> None:
+    """Set ``HTTP_DEFAULTS`` for MLflow's HTTP client where the environment has no value."""
+    for name, value in HTTP_DEFAULTS.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
 
 
 class MlflowTracker:
@@ -61,6 +83,11 @@ class MlflowTracker:
         # created it (MLflow itself would read the whole run again for its first artifact).
         self._artifact_uris: dict[str, str] = {}
         self._artifact_repos: dict[str, Any] = {}
+        # Dagster run id -> the MLflow runs used for it in this process (ended by ``end_runs``),
+        # and run id -> the terminal status this process last gave it or found it in.
+        self._open: dict[str, dict[str, None]] = {}
+        self._ended: dict[str, str] = {}
+        self.unreachable = False  # the last request could not reach the server
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -78,6 +105,9 @@ class MlflowTracker:
             if self._client is None:
                 with self._guard("connecting to the tracking store", any_error=True):
                     from mlflow import MlflowClient
+
+                    if is_tracking_server(self.tracking_uri):
+                        bound_http_requests()
 
                     with _sqlite_store_setup(self.tracking_uri):
                         self._client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -208,6 +238,8 @@ class MlflowTracker:
                     found[key] = self._remember(
                         (strategy_id, key, execution_id), winner or run, extra
                     )
+        with self._lock:
+            self._open.setdefault(dagster_run_id, {}).update(dict.fromkeys(found.values()))
         return found
 
     def _remember(self, cache_key: tuple[str, str, str], run: Any, extra: dict[str, str]) -> str:
@@ -316,6 +348,68 @@ class MlflowTracker:
             raise ValueError(f"status must be one of {TERMINAL_STATUSES}, not {status!r}")
         with self._guard(f"finishing run {run_id}"):
             self.client.set_terminated(run_id, status=status)
+        with self._lock:
+            self._ended[run_id] = status
+
+    def end_runs(self, dagster_run_id: str, status: str = "FINISHED") -> int:
+        """End, as ``status``, the runs this process used for ``dagster_run_id``.
+
+        Runs this process already gave that status are skipped. Returns how many were ended;
+        stops at the first failure, since with the server down each call waits for its retries.
+        """
+        with self._lock:
+            runs = self._open.pop(dagster_run_id, {})
+            pending = [run_id for run_id in runs if self._ended.get(run_id) != status]
+        for done, run_id in enumerate(pending):
+            if self.unreachable:
+                raise TrackingError(
+                    f"{len(pending) - done} MLflow run(s) not ended: "
+                    f"{redact_uri(self.tracking_uri)} was unreachable"
+                )
+            try:
+                self.finish(run_id, status)
+            except TrackingError as exc:
+                raise TrackingError(
+                    f"{len(pending) - done} MLflow run(s) not ended: {exc}"
+                ) from None
+        return len(pending)
+
+    def fail_runs(self, dagster_run_id: str) -> int:
+        """Mark FAILED every run of ``dagster_run_id``, including those other processes (the
+        run's other steps) created or tagged with it. Returns how many were marked."""
+        from mlflow.entities import ViewType
+
+        with self._lock:
+            self._open.pop(dagster_run_id, None)
+        if self.unreachable:
+            raise TrackingError(
+                f"MLflow runs of {dagster_run_id} not marked FAILED: "
+                f"{redact_uri(self.tracking_uri)} was unreachable"
+            )
+        client = self.client
+        with self._guard(f"finding the runs of Dagster run {dagster_run_id}"):
+            experiments = [
+                e.experiment_id
+                for e in _all_pages(
+                    client.search_experiments,
+                    filter_string="name LIKE '%/trading_workflow_%'",  # `_`: any character
+                )
+                if "/trading_workflow_" in e.name
+            ]
+            runs = (
+                _all_pages(
+                    client.search_runs,
+                    experiments,
+                    filter_string=f"tags.dagster_run_id = {quote_filter_value(dagster_run_id)}"
+                    " and attributes.status != 'FAILED'",
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                )
+                if experiments
+                else []
+            )
+        for run in runs:
+            self.finish(run.info.run_id, "FAILED")
+        return len(runs)
 
     def run_url(self, run_id: str) -> str | None:
         """Link to the run in the MLflow UI, only for an http(s) tracking server."""
@@ -390,9 +484,11 @@ class MlflowTracker:
             self.client.log_batch(run_id, tags=changed)
 
     def _artifact_location(self, name: str) -> str | None:
+        """``<artifact_root>/<name>``; a root with a scheme (``s3:``, ``mlflow-artifacts:``,
+        ``file:``) is a URI, anything else a local folder."""
         if self.artifact_root is None:
             return None
-        if "://" in self.artifact_root or self.artifact_root.startswith("file:"):
+        if len(urlsplit(self.artifact_root).scheme) > 1:  # one letter: a Windows drive
             return f"{self.artifact_root.rstrip('/')}/{name}"
         return (Path(self.artifact_root).expanduser().resolve() / name).as_uri()
 
@@ -406,10 +502,20 @@ class MlflowTracker:
                 any_error or isinstance(exc, _tracking_errors())
             ):
                 raise
+            reason = _unreachable_reason(exc)
+            self.unreachable = reason is not None
+            if reason is not None:
+                raise TrackingError(
+                    f"MLflow server {redact_uri(self.tracking_uri)} is unavailable ({reason}) "
+                    f"while {action}; gave up after "
+                    f"{1 + int(os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES') or 7)} attempts "
+                    "(MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)"
+                ) from None
             message = _hide_password(f"{type(exc).__name__}: {exc}", self.tracking_uri)
             raise TrackingError(
                 f"MLflow {action} failed (tracking URI {redact_uri(self.tracking_uri)}): {message}"
             ) from None
+        self.unreachable = False
 
 
 def quote_filter_value(value: str) -> str:
@@ -501,6 +607,34 @@ def _sync_wal_commits_normally(client: MlflowClient) -> None:
 
     sa.event.listen(engine, "connect", on_connect)
     engine.dispose()  # the connections opened while the store was set up reopen with it
+
+
+def _all_pages(search: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    """Every result of an MLflow ``search_*`` call, following its page tokens."""
+    found: list[Any] = []
+    token = None
+    while True:
+        page = search(*args, **kwargs, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _unreachable_reason(exc: BaseException) -> str | None:
+    """Why the server could not be used (refused, silent, failing), or None for other errors."""
+    import requests
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, requests.Timeout):
+            return "no answer in time"
+        if isinstance(cause, requests.ConnectionError):
+            return "connection refused" if "refused" in str(cause).lower() else "connection failed"
+        if isinstance(cause, requests.exceptions.RetryError):
+            return "it kept answering with errors"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _tracking_errors() -> tuple[type[BaseException], ...]:
