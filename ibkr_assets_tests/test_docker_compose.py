@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ibkr_assets.settings import ENV_VARS
+from ibkr_assets.settings import ENV_VARS, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -166,6 +166,22 @@ def test_buckets_used_by_the_stack_are_created_by_minio_init(services):
     assert f"mc mb --ignore-existing local/{bucket}" in script
     assert "mc mb --ignore-existing local/mlflow" in script
     assert "--artifacts-destination=s3://mlflow" in services["mlflow"]["command"]
+
+
+def test_mlflow_artifacts_go_through_the_server_to_a_volume(services):
+    mlflow = services["mlflow"]["command"]
+    assert "--serve-artifacts" in mlflow
+    assert not [arg for arg in mlflow if arg.startswith("--default-artifact-root")]
+    # the destination bucket lives in MinIO's volume
+    assert "--artifacts-destination=s3://mlflow" in mlflow
+    assert any(str(v).split(":")[1:2] == ["/data"] for v in services["minio"]["volumes"])
+    # the Dagster containers set no artifact root of their own: new experiments get the
+    # server's (proxied mlflow-artifacts:), not a folder inside the container
+    env = _environment(services["code"])
+    assert "IBKR_ASSETS_MLFLOW_ARTIFACT_ROOT" not in env
+    settings = load_settings({name: value for name, value in env.items() if "MLFLOW" in name})
+    assert settings.tracking_uri == "http://mlflow:5000"
+    assert settings.artifact_root is None
 
 
 def test_no_secret_is_written_in_the_compose_file(services):
