@@ -1,13 +1,15 @@
 """A scriptable OpenAI-compatible server on 127.0.0.1 for tests of the real ``openai`` client.
 
 ``start_openai_stub()`` serves ``POST /v1/chat/completions`` from a thread; each request takes
-the next scripted reply (``answer``, ``refusal``, ``error``, ``hang``) and is recorded, so
-tests can assert what the client sent and how many HTTP requests it made. With no reply left
-the stub answers 500 with ``x-should-retry: false`` so a missing script fails loudly.
+the next scripted reply (``answer``, ``refusal``, ``error``, ``hang``, and the faults of a
+misbehaving server or proxy: ``non_json``, ``drip``, ``truncated``) and is recorded, so tests can
+assert what the client sent and how many HTTP requests it made. With no reply left the stub
+answers 500 with ``x-should-retry: false`` so a missing script fails loudly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -17,16 +19,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_HANG_S = 3.0
+PROXY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head>"
+    "<body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+)
 
 
 @dataclass(frozen=True)
 class StubReply:
-    """One scripted reply: an HTTP status, a JSON body and headers, after ``delay_s``."""
+    """One scripted reply: an HTTP status, a body (JSON, or text sent as is) and headers.
+
+    It is sent after ``delay_s``; with ``drip_s`` the first ``drip_bytes`` of the body go out
+    one byte every ``drip_s`` seconds, then the rest; with ``truncate_at`` the connection closes
+    after that many body bytes although ``Content-Length`` announced the whole body.
+    """
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | str
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    content_type: str = "application/json"
+    drip_s: float = 0.0
+    drip_bytes: int = 0
+    truncate_at: int | None = None
 
 
 def answer(
@@ -73,6 +88,27 @@ def error(status: int, message: str = "stub error", **headers: str) -> StubReply
 def hang(seconds: float = MAX_HANG_S) -> StubReply:
     """Answer only after ``seconds`` (bounded), to trip the client's timeout."""
     return StubReply(200, answer('{"never": "read"}').body, delay_s=min(seconds, MAX_HANG_S))
+
+
+def non_json(
+    text: str = PROXY_PAGE, *, content_type: str = "text/html", status: int = 200
+) -> StubReply:
+    """A body that is not a chat completion (by default a proxy's HTML error page, HTTP 200)."""
+    return StubReply(status, text, content_type=content_type)
+
+
+def drip(reply: StubReply, seconds_per_byte: float = 1.0, count: int = 20) -> StubReply:
+    """``reply`` whose first ``count`` body bytes come one every ``seconds_per_byte`` seconds.
+
+    Each byte arrives well within a per-read timeout, so only a deadline on the whole call
+    stops the client before ``count * seconds_per_byte`` seconds.
+    """
+    return dataclasses.replace(reply, drip_s=seconds_per_byte, drip_bytes=count)
+
+
+def truncated(reply: StubReply, keep: int = 40) -> StubReply:
+    """``reply`` cut off after ``keep`` body bytes: the connection closes mid-body."""
+    return dataclasses.replace(reply, truncate_at=keep)
 
 
 class OpenAIStub:
@@ -131,17 +167,28 @@ def _handler(stub: OpenAIStub) -> type[BaseHTTPRequestHandler]:
                 reply = stub._take(record)
             if reply.delay_s and stub.stopping.wait(reply.delay_s):
                 return
-            payload = json.dumps(reply.body).encode("utf-8")
+            body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+            payload = body.encode("utf-8")
             try:
                 self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                if reply.truncate_at is not None:
+                    self.wfile.write(payload[: reply.truncate_at])
+                    self.close_connection = True
+                elif reply.drip_s:
+                    for i in range(min(reply.drip_bytes, len(payload))):
+                        if stub.stopping.wait(reply.drip_s):
+                            return
+                        self.wfile.write(payload[i : i + 1])
+                    self.wfile.write(payload[reply.drip_bytes :])
+                else:
+                    self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout) before the reply
+                self.close_connection = True  # the client gave up (timeout) before the reply
 
     return Handler
 

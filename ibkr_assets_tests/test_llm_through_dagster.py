@@ -11,7 +11,7 @@ import pytest
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.helpers import failure_messages, job_name, node, run_partitions
-from ibkr_assets_tests.openai_stub import answer, start_openai_stub
+from ibkr_assets_tests.openai_stub import answer, drip, non_json, start_openai_stub
 
 KEY = "2025-03-14|AAPL"
 
@@ -170,3 +170,48 @@ def test_malformed_answer_fails_closed_to_hold_and_keeps_the_raw_response(
     store = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
     (llm,) = store.artifact_rows(type="llm", execution_id=result.run_id)
     assert llm["response"] == "Sure! I think you should BUY {not json"
+
+
+def test_a_proxy_page_holds_the_session_undecided_and_a_rerun_decides_again(
+    openai_deployment, instance, tmp_path
+):
+    stub = openai_deployment
+    stub.script(non_json())  # HTTP 200 with a proxy's HTML page
+    first = run_partitions(
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
+    )
+    assert first.success  # fail closed, the range goes on
+    rows = _rows(tmp_path, execution_id=first.run_id)
+    analysis = rows["llm_analysis"]
+    assert analysis["output_data"]["valid"] is False and analysis["output_data"]["final"] is False
+    assert "content type text/html" in analysis["error"]
+    signal = rows["trading_signal"]["output_data"]
+    assert signal["action"] == "HOLD" and signal["decision_final"] is False
+    meta = first.asset_materializations_for_node(node("trading_signal"))[0].metadata
+    assert meta["decision_final"].value is False and meta["not_final"].value == 1
+
+    stub.script(answer(_buy_answer()))  # the model is back
+    second = run_partitions(
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
+    )
+    assert second.success and stub.request_count == 2  # asked again, not replayed
+    rows = _rows(tmp_path, execution_id=second.run_id)
+    assert rows["llm_analysis"]["output_data"]["cache_hit"] is False
+    signal = rows["trading_signal"]["output_data"]
+    assert signal["action"] == "BUY" and signal["decision_final"] is True
+
+
+def test_the_llm_timeout_is_the_budget_of_the_whole_call(
+    openai_deployment, deployment, instance, tmp_path
+):
+    stub = openai_deployment
+    deployment(LLM_TIMEOUT="2")
+    stub.script(drip(answer(_buy_answer()), seconds_per_byte=1.0, count=30))  # 30 s in all
+    result = run_partitions(
+        instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
+    )
+    assert result.success
+    rows = _rows(tmp_path, execution_id=result.run_id)
+    assert "within the 2s budget (1 attempt)" in rows["llm_analysis"]["error"]
+    signal = rows["trading_signal"]["output_data"]
+    assert signal["action"] == "HOLD" and signal["decision_final"] is False

@@ -1,21 +1,26 @@
 """Analysts turn one request (prompt, charts, indicators) into a validated ``SignalProposal``.
 
 Every analyst's answer is text that goes through the same ``parse_response``; whatever goes
-wrong (bad JSON, a schema violation, a refusal, a timeout, exhausted retries) ends as a
-fail-closed HOLD with ``valid=False`` and the error kept, never as an exception. The rules
+wrong (a body that is not a chat completion, bad JSON, a schema violation, a refusal, the
+call's time budget running out, exhausted retries) ends as a fail-closed HOLD with
+``valid=False`` and the error kept, never as an exception. Only a valid proposal is ``final``:
+a decision made on anything else is taken again by a later run. The rules
 analyst is the offline default and says it is not an LLM; ``OpenAIAnalyst`` talks to OpenAI
 or any OpenAI-compatible server (vLLM, Ollama, LM Studio) through ``base_url``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
+import random
 import re
-import threading
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 RULES_PROVIDER = "rules"
 RULES_MODEL = "rules-v1"
 _MAX_ERROR_CHARS = 500
+_INITIAL_RETRY_DELAY_S = 0.5
+_MAX_RETRY_DELAY_S = 8.0
 _CODE_FENCE = re.compile(r"^```(?:json)?\s*(?P<body>.*?)\s*```$", re.DOTALL | re.IGNORECASE)
 
 
@@ -74,8 +81,6 @@ class AnalysisRequest:
 class AnalysisResult:
     """One analysis as recorded: what was asked, what came back, what it cost.
 
-    ``cacheable`` is False for failures a later run may not repeat (timeouts, rate limits,
-    server or connection errors, credentials): those must not be replayed from the cache.
     On a cache hit ``cost_usd`` is 0 and ``saved_cost_usd`` holds the original call's cost;
     tokens, latency and attempts describe the original call.
     """
@@ -96,8 +101,17 @@ class AnalysisResult:
     attempts: int
     cache_key: str
     cache_hit: bool = False
-    cacheable: bool = True
     saved_cost_usd: float = 0.0
+
+    @property
+    def final(self) -> bool:
+        """Whether a decision may rest on this analysis for good: only a valid proposal.
+
+        A fail-closed HOLD (timeout, rate limit, connection or server error, a body that is
+        not a proposal, a refusal) is not: it is neither cached nor final, so a later run
+        asks again and decides again.
+        """
+        return self.valid
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_json`` rebuilds an equal result."""
@@ -108,10 +122,11 @@ class AnalysisResult:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AnalysisResult:
         names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        # ``cacheable``: written by earlier versions, replaced by ``final``.
+        values = {name: value for name, value in data.items() if name != "cacheable"}
+        unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown analysis result fields: {', '.join(unknown)}")
-        values = dict(data)
         values["proposal"] = SignalProposal.model_validate(values["proposal"])
         return cls(**values)
 
@@ -181,7 +196,6 @@ def _result(
     *,
     latency_ms: int,
     attempts: int,
-    cacheable: bool,
     input_tokens: int = 0,
     output_tokens: int = 0,
     cost_usd: float = 0.0,
@@ -203,7 +217,6 @@ def _result(
         latency_ms=latency_ms,
         attempts=attempts,
         cache_key=_request_key(analyst, request),
-        cacheable=cacheable,
     )
 
 
@@ -281,9 +294,7 @@ class RulesAnalyst:
         proposal = rules_proposal(request.indicators, request.last_close)
         raw = json.dumps(proposal.model_dump(mode="json"), sort_keys=True)
         parsed = parse_response(raw)  # the same validation an LLM answer gets
-        return _result(
-            self, request, raw, parsed, latency_ms=_elapsed_ms(start), attempts=1, cacheable=True
-        )
+        return _result(self, request, raw, parsed, latency_ms=_elapsed_ms(start), attempts=1)
 
 
 def proposal_json_schema() -> dict[str, Any]:
@@ -322,8 +333,11 @@ def proposal_json_schema() -> dict[str, Any]:
 class OpenAIAnalyst:
     """An analyst backed by the OpenAI chat completions API (or a compatible server).
 
-    The API key is passed in by the caller (from the environment) and kept only on this
-    object: never logged, never put in a result or an error message.
+    ``timeout_s`` is the budget of the whole call: every attempt, retry and backoff wait ends
+    by then, however slowly the server sends (each attempt runs under ``asyncio.wait_for``,
+    which closes the connection at the deadline). The API key is passed in by the caller (from
+    the environment) and kept only on this object: never logged, never put in a result or an
+    error message.
     """
 
     def __init__(
@@ -346,9 +360,6 @@ class OpenAIAnalyst:
         self.price_per_mtok_in = price_per_mtok_in
         self.price_per_mtok_out = price_per_mtok_out
         self._api_key = api_key
-        self._client: openai.OpenAI | None = None
-        self._client_lock = threading.Lock()
-        self._local = threading.local()  # per-thread count of HTTP attempts
 
     @property
     def endpoint(self) -> str | None:
@@ -361,29 +372,21 @@ class OpenAIAnalyst:
             f"base_url={self.base_url!r})"
         )
 
-    def _count_attempt(self, _request: object) -> None:
-        self._local.attempts = getattr(self._local, "attempts", 0) + 1
+    def _client(self) -> openai.AsyncOpenAI:
+        """A client for one call (its connections belong to the call's event loop)."""
+        import openai
 
-    def _get_client(self) -> openai.OpenAI:
-        """The client, made on first use; every HTTP attempt (retries too) is counted."""
-        with self._client_lock:
-            if self._client is None:
-                import openai
-
-                # Local OpenAI-compatible servers ignore the key, but the client needs one.
-                key = self._api_key or ("unused" if self.base_url else None)
-                if not key:
-                    raise _MissingKeyError
-                self._client = openai.OpenAI(
-                    api_key=key,
-                    base_url=self.base_url,
-                    timeout=self.timeout_s,
-                    max_retries=self.max_retries,
-                    http_client=openai.DefaultHttpxClient(
-                        event_hooks={"request": [self._count_attempt]}
-                    ),
-                )
-            return self._client
+        # Local OpenAI-compatible servers ignore the key, but the client needs one.
+        key = self._api_key or ("unused" if self.base_url else None)
+        if not key:
+            raise _MissingKeyError
+        return openai.AsyncOpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=0,  # retries are ours, within the budget
+            http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context()),
+        )
 
     def _messages(self, request: AnalysisRequest) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
@@ -400,78 +403,130 @@ class OpenAIAnalyst:
         return round(cost / 1_000_000, 10)
 
     def analyze(self, request: AnalysisRequest) -> AnalysisResult:
-        """Ask the model; any failure becomes a fail-closed HOLD result, never an exception."""
-        self._local.attempts = 0
+        """Ask the model; anything but a valid proposal in time is a fail-closed HOLD result."""
         start = time.perf_counter()
         try:
-            client = self._get_client()
-            start = time.perf_counter()  # latency of the call, not of importing the client
-            completion = client.chat.completions.create(
-                model=self.model,
-                messages=self._messages(request),  # type: ignore[arg-type]
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {
-                        "name": "signal_proposal",
-                        "strict": True,
-                        "schema": proposal_json_schema(),
-                    },
-                },
-            )
-        except Exception as exc:  # fail closed on anything the call raises
-            return _result(
-                self,
-                request,
-                None,
-                _fail(self._describe(exc)),
-                latency_ms=_elapsed_ms(start),
-                attempts=self._local.attempts,
-                cacheable=False,
-            )
+            outcome, attempts = asyncio.run(self._call(self._messages(request)))
+        except Exception as exc:  # e.g. called from a thread that runs an event loop
+            outcome, attempts = exc, 0
         latency_ms = _elapsed_ms(start)
-        usage = completion.usage
-        input_tokens = usage.prompt_tokens if usage else 0
-        output_tokens = usage.completion_tokens if usage else 0
-        choice = completion.choices[0] if completion.choices else None
-        message = choice.message if choice else None
-        raw = message.content if message else None
-        if message is not None and message.refusal:
-            parsed = _fail(f"the model refused: {message.refusal}")
-            raw = raw or message.refusal
-            cacheable = True
+        if isinstance(outcome, Exception):
+            parsed = _fail(self._describe(outcome, attempts))
+            return _result(self, request, None, parsed, latency_ms=latency_ms, attempts=attempts)
+        status, content_type, body = outcome
+        try:
+            completion = _read_completion(content_type, body)
+        except _NotACompletionError as exc:
+            parsed = _fail(f"not a chat completion: HTTP {status} with {exc}: {_snippet(body)}")
+            return _result(self, request, None, parsed, latency_ms=latency_ms, attempts=attempts)
+        raw = completion.content
+        if completion.refusal:
+            parsed = _fail(f"the model refused: {completion.refusal}")
+            raw = raw or completion.refusal
         else:
             parsed = parse_response(raw or "")
-            # An empty answer may be a glitch (or a token limit): let a later run try again.
-            cacheable = parsed[1] or bool((raw or "").strip())
-            if not parsed[1] and choice is not None and choice.finish_reason not in (None, "stop"):
-                parsed = _fail(f"{parsed[2]} (finish_reason={choice.finish_reason})")
+            if not parsed[1] and completion.finish_reason not in (None, "stop"):
+                parsed = _fail(f"{parsed[2]} (finish_reason={completion.finish_reason})")
         return _result(
             self,
             request,
             raw,
             parsed,
             latency_ms=latency_ms,
-            attempts=self._local.attempts,
-            cacheable=cacheable,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=self._cost(input_tokens, output_tokens),
+            attempts=attempts,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            cost_usd=self._cost(completion.input_tokens, completion.output_tokens),
         )
 
-    def _describe(self, exc: Exception) -> str:
+    async def _call(
+        self, messages: list[dict[str, Any]]
+    ) -> tuple[tuple[int, str, str] | Exception, int]:
+        """``((status, content type, body) or the error that ended the call, HTTP attempts)``.
+
+        Each attempt gets what is left of the budget; a retryable error (connection, 408, 409,
+        429, 5xx) is retried after its backoff or Retry-After only if that wait ends in time.
+        """
+        import openai
+
+        loop = asyncio.get_running_loop()
+        attempts = 0
+        try:
+            async with self._client() as client:
+                client.chat.completions  # noqa: B018 (imported lazily: not on the clock)
+                deadline = loop.time() + self.timeout_s
+                while True:
+                    remaining = deadline - loop.time()
+                    attempts += 1
+                    call = client.with_options(timeout=remaining).chat.completions
+                    try:
+                        raw = await asyncio.wait_for(
+                            call.with_raw_response.create(
+                                model=self.model,
+                                messages=messages,  # type: ignore[arg-type]
+                                response_format={
+                                    "type": "json_schema",
+                                    "json_schema": {
+                                        "name": "signal_proposal",
+                                        "strict": True,
+                                        "schema": proposal_json_schema(),
+                                    },
+                                },
+                            ),
+                            remaining,
+                        )
+                    except (asyncio.TimeoutError, openai.APITimeoutError):
+                        return _DeadlineError(), attempts
+                    except openai.APIError as exc:
+                        delay = self._retry_delay(exc, attempts)
+                        if delay is None or loop.time() + delay >= deadline:
+                            return exc, attempts
+                        await asyncio.sleep(delay)
+                        continue
+                    response = raw.http_response
+                    return (
+                        response.status_code,
+                        response.headers.get("content-type", ""),
+                        response.text,
+                    ), attempts
+        except Exception as exc:  # fail closed on anything else the call raises
+            return exc, attempts
+
+    def _retry_delay(self, exc: Exception, attempts: int) -> float | None:
+        """Seconds to wait before another attempt after ``exc``; None: do not retry."""
+        import openai
+
+        if attempts > self.max_retries:
+            return None
+        if isinstance(exc, openai.APIStatusError):
+            headers = exc.response.headers
+            told = headers.get("x-should-retry")
+            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            if told == "false" or (told != "true" and not retryable):
+                return None
+            retry_after = _retry_after_s(headers)
+            if retry_after is not None:
+                return retry_after
+        elif not isinstance(exc, openai.APIConnectionError):
+            return None
+        backoff = min(_INITIAL_RETRY_DELAY_S * 2 ** (attempts - 1), _MAX_RETRY_DELAY_S)
+        return backoff * (1 - 0.25 * random.random())
+
+    def _describe(self, exc: Exception, attempts: int) -> str:
         """A clear, key-free message for a failed call."""
         import openai
 
-        attempts = self._local.attempts
         where = _without_credentials(self.base_url) if self.base_url else "the OpenAI API"
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(exc, _MissingKeyError):
             message = "no API key: set OPENAI_API_KEY to use the OpenAI analyst"
-        elif isinstance(exc, openai.APITimeoutError):
-            message = f"timed out after {tries} ({self.timeout_s}s each) at {where}"
+        elif isinstance(exc, _DeadlineError):
+            message = f"timed out: no complete answer within the {self.timeout_s:g}s budget"
+            message += f" ({tries}) at {where}"
         elif isinstance(exc, openai.APIConnectionError):
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
-            message = f"could not connect to {where} after {tries} ({cause})"
+            cause = exc.__cause__
+            why = f"{type(cause).__name__}: {cause}" if cause else "connection error"
+            message = f"the connection to {where} failed after {tries} ({why})"
         elif isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             message = (
                 f"{where} rejected the credentials (HTTP {exc.status_code}): check OPENAI_API_KEY "
@@ -490,6 +545,82 @@ class OpenAIAnalyst:
         if self._api_key:
             message = message.replace(self._api_key, "***")
         return message
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """The parts of a chat completion the analyst reads."""
+
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+
+
+class _NotACompletionError(ValueError):
+    """A 2xx body that is not a chat completion (a proxy's page, another JSON shape)."""
+
+
+def _read_completion(content_type: str, body: str) -> _Completion:
+    """The completion in a 2xx answer's body, checked by hand: any server may send anything."""
+    media = content_type.partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise _NotACompletionError(f"content type {media or '(none)'}, not JSON")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise _NotACompletionError(f"a body that is not JSON ({exc})") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _NotACompletionError("JSON without choices")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise _NotACompletionError("a choice without a message")
+    content, refusal = message.get("content"), message.get("refusal")
+    if not all(isinstance(text, (str, type(None))) for text in (content, refusal)):
+        raise _NotACompletionError("a message whose content is not text")
+    finish_reason = choices[0].get("finish_reason")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+
+    def tokens(name: str) -> int:
+        value = usage.get(name)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    return _Completion(
+        content,
+        refusal,
+        finish_reason if isinstance(finish_reason, str) else None,
+        tokens("prompt_tokens"),
+        tokens("completion_tokens"),
+    )
+
+
+def _snippet(body: str, limit: int = 160) -> str:
+    text = " ".join(body.split())
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The server's Retry-After (or retry-after-ms) in seconds, when it is a number."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name) or "nan") / scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    return None
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every call's client (building one per call costs ~50 ms)."""
+    return ssl.create_default_context()
+
+
+class _DeadlineError(Exception):
+    """The call's budget ran out."""
 
 
 class _MissingKeyError(Exception):

@@ -3,7 +3,8 @@
 The key covers everything that decides the answer: provider, model, template id and version,
 the rendered prompt and the chart bytes. ``normal`` reuses a stored answer, ``refresh``
 always asks again, ``replay`` only reads and never touches the network (a miss is an error).
-Transient failures are never stored, so a later run retries them.
+Only valid proposals are stored and served: a fail-closed HOLD (a timeout, a rate limit, a body
+that is not a proposal, a refusal) is never replayed as an answer, so a later run asks again.
 """
 
 from __future__ import annotations
@@ -62,16 +63,20 @@ class ResponseCache:
         return f"{self.prefix}/{key}.json"
 
     def get(self, key: str) -> AnalysisResult | None:
-        """The stored result of the original call for ``key``, or None."""
+        """The stored valid result of the original call for ``key``, or None.
+
+        An invalid result stored by an earlier version is not an answer: None.
+        """
         object_key = self.object_key(key)
         if not self.store.exists(object_key):
             return None
-        return AnalysisResult.from_json(json.loads(self.store.get(object_key)))
+        stored = AnalysisResult.from_json(json.loads(self.store.get(object_key)))
+        return stored if stored.valid else None
 
     def put(self, result: AnalysisResult) -> None:
-        """Store ``result`` as the answer for its key (refusing transient failures)."""
-        if not result.cacheable:
-            raise ValueError(f"a transient failure is not cached: {result.error}")
+        """Store ``result`` as the answer for its key (only a valid proposal)."""
+        if not result.valid:
+            raise ValueError(f"only a valid proposal is cached, not: {result.error}")
         data = json.dumps(result.to_json(), sort_keys=True, indent=2).encode("utf-8")
         self.store.put(self.object_key(result.cache_key), data, "application/json")
 
@@ -103,13 +108,13 @@ def analyze(
             return _as_hit(stored)
         if mode == "replay":
             raise ReplayMissError(
-                f"replay mode: no cached analysis for {request.symbol} on "
+                f"replay mode: no valid cached analysis for {request.symbol} on "
                 f"{request.as_of.isoformat()} ({analyst.provider}/{analyst.model}, template "
                 f"{request.template.id} v{request.template.version}, cache key {key} at "
                 f"{cache.store.uri(cache.object_key(key))}); run in 'normal' or 'refresh' "
                 "mode first to record it"
             )
     result = analyst.analyze(request)
-    if result.cacheable:
+    if result.valid:
         cache.put(result)
     return result

@@ -33,8 +33,10 @@ def build_llm_analysis(strategy: StrategyConfig) -> dg.AssetsDefinition:
     ) -> dg.Output[dict]:
         """Prompt (versioned template), response, model, tokens, cost and latency per partition.
 
-        Malformed output, schema violations, refusals and exhausted retries fail closed: the
-        proposal is HOLD and the raw response and the error are kept.
+        Anything but a valid proposal within the call's time budget (a body that is not a
+        completion, malformed output, a schema violation, a refusal, a timeout, exhausted
+        retries) fails closed: the proposal is HOLD, the error is kept, and the analysis is not
+        ``final`` (not cached; the session's decision is taken again by a later run).
         """
         return _materialize(
             context, indicators, daily_chart, weekly_chart, analyst.for_strategy(strategy),
@@ -157,6 +159,7 @@ def _materialize(
             tags={
                 "cache_hit": str(result.cache_hit).lower(),
                 "analysis_valid": str(result.valid).lower(),
+                "analysis_final": str(result.final).lower(),
             },
         )
         summary = _summary(result)
@@ -180,7 +183,15 @@ def _materialize(
             sha256=ref["sha256"],
             metadata={
                 k: summary[k]
-                for k in ("signal_action", "valid", "error", "cache_hit", "cost_usd", "provider")
+                for k in (
+                    "signal_action",
+                    "valid",
+                    "final",
+                    "error",
+                    "cache_hit",
+                    "cost_usd",
+                    "provider",
+                )
             },
             mlflow_run_id=run_id,
             mlflow_experiment_id=tracker.experiment_id(strategy_id, request.symbol),
@@ -218,6 +229,7 @@ def _summary(result) -> dict:
         "confidence": result.proposal.confidence,
         "proposal": result.proposal.model_dump(mode="json"),
         "valid": result.valid,
+        "final": result.final,
         "error": result.error,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,

@@ -1,4 +1,8 @@
-"""``trading_signal``: the analyst's proposal after the sanity checks (BUY / SELL / HOLD)."""
+"""``trading_signal``: the analyst's proposal after the sanity checks (BUY / SELL / HOLD).
+
+A signal carries ``decision_final``: False when its analysis failed (a fail-closed HOLD), so the
+order step leaves the session undecided for a later run.
+"""
 
 import dagster as dg
 
@@ -26,7 +30,8 @@ def build_trading_signal(strategy: StrategyConfig) -> dg.AssetsDefinition:
 
         A proposal that fails a sanity check of the strategy's ``risk`` (stop or target on the
         wrong side, R:R below the minimum, entry too far from the last close, low confidence)
-        becomes HOLD with the reasons.
+        becomes HOLD with the reasons. A failed analysis gives a HOLD with
+        ``decision_final=False``.
         """
         return _materialize(
             context, llm_analysis, indicators, object_store, lineage, mlflow, strategy.id,
@@ -73,6 +78,7 @@ def _materialize(
             as_of=ind.as_of,
             last_close=last_close,
             rules=rules,
+            decision_final=analysis.final,
         )
         values[key] = signal
         ref = object_ref(object_store, strategy_id, "trading_signal", key, signal)
@@ -92,6 +98,7 @@ def _materialize(
             tags={
                 "signal_action": signal.action,
                 "is_actionable": str(signal.is_actionable).lower(),
+                "decision_final": str(signal.decision_final).lower(),
             },
         )
         tracker.finish(run_id)
@@ -103,6 +110,8 @@ def _materialize(
                 "llm_analysis": {
                     "proposal": analysis.proposal.model_dump(mode="json"),
                     "valid": analysis.valid,
+                    "final": analysis.final,
+                    "error": analysis.error,
                     "cache_key": analysis.cache_key,
                 },
                 "last_close": last_close,
@@ -131,12 +140,18 @@ def _materialize(
             {a: sum(s.action == a for s in signals) for a in ("BUY", "SELL", "HOLD")}
         ),
         "actionable": sum(s.is_actionable for s in signals),
+        "not_final": sum(not s.decision_final for s in signals),
         **by_partition("lineage_row_ids", row_ids, len(values)),
     }
     meta |= by_partition("mlflow_run_ids", mlflow_runs, len(values))
     if len(values) == 1 and signals:
         (only,) = signals
-        meta |= {"action": only.action, "confidence": only.confidence, "reasoning": only.reasoning}
+        meta |= {
+            "action": only.action,
+            "confidence": only.confidence,
+            "reasoning": only.reasoning,
+            "decision_final": only.decision_final,
+        }
         run_url = tracker.run_url(next(iter(mlflow_runs.values())))
         if run_url:
             meta["mlflow_run"] = dg.MetadataValue.url(run_url)

@@ -2,7 +2,8 @@
 
 ``SignalProposal`` is the schema every analyst fills (the OpenAI path receives it as a JSON
 schema for structured output). ``build_signal`` turns a proposal into a ``TradingSignal``; a
-proposal that fails a sanity check becomes HOLD with the reasons kept.
+proposal that fails a sanity check becomes HOLD with the reasons kept. A signal whose analysis
+failed (``decision_final=False``) is a HOLD for now, not the session's decision.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ class SignalRules:
 
 
 class TradingSignal(BaseModel):
-    """The decision for one symbol and session, with everything needed to audit it."""
+    """The decision for one symbol and session, with everything needed to audit it.
+
+    ``decision_final`` is False when the analysis behind the signal was not a valid proposal
+    (a timeout, exhausted retries, a rate limit, an answer that was not a proposal): the signal
+    is a fail-closed HOLD, nothing may be ordered on it, and the session must stay undecided so
+    a later run (after the model recovers) analyses and decides again. A signal built on a
+    valid proposal, a HOLD included, is final.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -69,6 +77,7 @@ class TradingSignal(BaseModel):
     proposed_action: Action
     rejections: list[str]
     last_close: float
+    decision_final: bool = True
 
 
 def risk_reward(action: Action, entry: float, stop: float, target: float) -> float | None:
@@ -118,10 +127,21 @@ def sanity_failures(proposal: SignalProposal, last_close: float, rules: SignalRu
 
 
 def build_signal(
-    proposal: SignalProposal, *, symbol: str, as_of: dt.date, last_close: float, rules: SignalRules
+    proposal: SignalProposal,
+    *,
+    symbol: str,
+    as_of: dt.date,
+    last_close: float,
+    rules: SignalRules,
+    decision_final: bool = True,
 ) -> TradingSignal:
-    """The signal for ``proposal``: HOLD with the reasons when any sanity check fails."""
+    """The signal for ``proposal``: HOLD with the reasons when any sanity check fails.
+
+    ``decision_final=False`` (the analysis failed) always gives a non-actionable HOLD.
+    """
     problems = sanity_failures(proposal, last_close, rules)
+    if not decision_final and proposal.action != "HOLD":
+        problems.append("the analysis failed, so the decision is not final")
     actionable = proposal.action != "HOLD" and not problems
     rr = None
     if proposal.action != "HOLD" and None not in (
@@ -148,4 +168,5 @@ def build_signal(
         proposed_action=proposal.action,
         rejections=problems,
         last_close=last_close,
+        decision_final=decision_final,
     )
