@@ -70,7 +70,7 @@ def demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ibkr_assets.definitions import defs
-    from ibkr_assets.runs import run_workflow
+    from ibkr_assets.runs import failed_partitions, run_workflow
     from ibkr_assets.settings import load_settings
 
     settings = load_settings()
@@ -103,13 +103,18 @@ def demo(args: argparse.Namespace) -> int:
             defs, instance, strategy.id, symbols, days[0], days[-1], run_config=QUIET_RUN_CONFIG
         )
         _print_outcomes(outcomes)
-        ok = ok and all(o.success for o in outcomes)
-        _print_results(settings, strategy, [o.run_id for o in outcomes])
+        rows = _lineage_rows(settings, [o.run_id for o in outcomes])
+        failed = failed_partitions(outcomes, rows or [])
+        _print_failures(failed)
+        ok = ok and not failed and all(o.success for o in outcomes)
+        if rows is not None:
+            _print_results(settings, strategy, rows, failed)
     _print_locations(settings)
     return 0 if ok else 1
 
 
 def _print_outcomes(outcomes) -> None:
+    """One line per run, then one line per failed step: its root cause."""
     for outcome in outcomes:
         what = ", ".join(outcome.symbols) if outcome.symbols else "portfolio"
         print(
@@ -117,6 +122,34 @@ def _print_outcomes(outcomes) -> None:
         )
         for error in outcome.errors:
             print(f"    {error}")
+
+
+def _lineage_rows(settings, run_ids: list[str]) -> list[dict] | None:
+    """The lineage rows of these runs, or None (and a one-line reason) when they cannot be read."""
+    from ibkr_assets.runs import describe_exception
+    from ibkr_assets.storage.lineage_store import LineageStore, safe_url
+
+    try:
+        store = LineageStore(settings.lineage_url)
+        return [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
+    except Exception as exc:  # the database may be down: say so, in one line
+        print(
+            f"\nLineage rows not readable from {safe_url(settings.lineage_url)}: "
+            f"{describe_exception(exc)}"
+        )
+        return None
+
+
+def _print_failures(grouped: dict[str, list[str]], shown: int = 6) -> int:
+    """Failed partitions grouped by cause (``failed_partitions``), one line per cause and one
+    for its partitions; returns how many failed."""
+    if grouped:
+        print("\nFailed partitions, by cause:")
+    for cause, keys in grouped.items():
+        more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+        print(f"  {cause}")
+        print(f"    {len(keys)} partition(s): {', '.join(keys[:shown])}{more}")
+    return sum(len(keys) for keys in grouped.values())
 
 
 def _chosen_strategies(strategy_id: str | None, symbols_arg: str | None, all_by_default: bool):
@@ -208,16 +241,19 @@ def backfill(args: argparse.Namespace) -> int:
     done: dict = {}
 
     def work() -> None:
-        done["outcomes"] = run_workflow(
-            defs,
-            instance,
-            strategy.id,
-            symbols,
-            start,
-            end,
-            run_config=QUIET_RUN_CONFIG,
-            tags={"ibkr_assets/backfill": token},
-        )
+        try:
+            done["outcomes"] = run_workflow(
+                defs,
+                instance,
+                strategy.id,
+                symbols,
+                start,
+                end,
+                run_config=QUIET_RUN_CONFIG,
+                tags={"ibkr_assets/backfill": token},
+            )
+        except Exception as exc:  # raised again below, in the command's thread
+            done["error"] = exc
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
@@ -226,10 +262,12 @@ def backfill(args: argparse.Namespace) -> int:
             worker.join(timeout=0.5)
             bar.update(_materializations(instance, token) - bar.n)
         bar.update(_materializations(instance, token) - bar.n)
-    outcomes = done.get("outcomes", [])
+    if "error" in done:
+        raise done["error"]
+    outcomes = done["outcomes"]
     _print_outcomes(outcomes)
-    _print_summary(settings, [o.run_id for o in outcomes])
-    return 0 if outcomes and all(o.success for o in outcomes) else 1
+    failed = _print_summary(settings, outcomes)
+    return 0 if not failed and all(o.success for o in outcomes) else 1
 
 
 def _materializations(instance, token: str) -> int:
@@ -246,25 +284,33 @@ def _materializations(instance, token: str) -> int:
     )
 
 
-def _print_summary(settings, run_ids: list[str]) -> None:
-    from collections import Counter
+def _print_summary(settings, outcomes) -> int:
+    """Counts, failures by cause, signals, orders and the last portfolio; returns the number
+    of failed partitions (per-symbol and portfolio dates)."""
+    from ibkr_assets.runs import failed_partitions
+    from ibkr_assets.storage.lineage_store import safe_url
 
-    from ibkr_assets.storage.lineage_store import LineageStore, safe_url
-
-    store = LineageStore(settings.lineage_url)
-    rows = [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
-    by_step = Counter((r["step_name"], r["status"]) for r in rows)
-    partitions = {r["partition_key"] for r in rows if "|" in r["partition_key"]}
-    failed = {r["partition_key"] for r in rows if r["status"] == "error"}
-    signals = Counter(
-        r["output_data"].get("action") for r in rows if r["step_name"] == "trading_signal"
+    run_ids = [o.run_id for o in outcomes]
+    rows = _lineage_rows(settings, run_ids) or []
+    grouped = failed_partitions(outcomes, rows)
+    failed = {k for keys in grouped.values() for k in keys}
+    planned = {k for o in outcomes for k in o.partition_keys if "|" in k}
+    closed = sum(
+        1 for r in rows if r["step_name"] == "market_data" and r["status"] == "market_closed"
     )
-    orders = Counter(r["output_data"].get("outcome") for r in rows if r["step_name"] == "order")
-    print(f"\nPartitions: {len(partitions - failed)} done, {len(failed)} failed"
-          f" ({by_step[('market_data', 'market_closed')]} market closed)")  # fmt: skip
-    print("Signals: " + ", ".join(f"{k} {v}" for k, v in sorted(signals.items()) if k))
-    print("Orders: " + ", ".join(f"{k} {v}" for k, v in sorted(orders.items()) if k))
-    snaps = [r for r in rows if r["step_name"] == "portfolio_snapshot" and r["status"] == "success"]
+    print(f"\nPartitions: {len(planned - failed)} done, {len(planned & failed)} failed"
+          f" ({closed} market closed)")  # fmt: skip
+    failures = _print_failures(grouped)
+    signals = _counts(rows, "trading_signal", "action")
+    orders = _counts(rows, "order", "outcome")
+    if signals:
+        print(f"Signals: {signals}")
+    if orders:
+        print(f"Orders: {orders}")
+    blocked = kill_switch_blocks(rows)
+    if blocked:
+        print(f"Kill switch: blocked {blocked} order(s)")
+    snaps = [r for r in rows if _stored_snapshot(r, failed)]
     if snaps:
         last = max(snaps, key=lambda r: r["partition_key"])["output_data"]
         print(
@@ -274,11 +320,49 @@ def _print_summary(settings, run_ids: list[str]) -> None:
     print(
         f"Lineage: {safe_url(settings.lineage_url)} (workflow_lineage, artifacts; execution ids {', '.join(run_ids)})"
     )
+    return failures
+
+
+def _stored_snapshot(row: dict, failed: set[str]) -> bool:
+    """A successful portfolio row of a date whose run did not fail it."""
+    return (
+        row["step_name"] == "portfolio_snapshot"
+        and row["status"] == "success"
+        and row["partition_key"] not in failed
+    )
+
+
+def _counts(rows: list[dict], step: str, field: str) -> str:
+    """``"BUY 2, HOLD 5"``: how often each value of ``output_data[field]`` occurs in ``step``'s
+    rows (None left out: market-closed and failed partitions have none)."""
+    from collections import Counter
+
+    found = Counter((r.get("output_data") or {}).get(field) for r in rows if r["step_name"] == step)
+    return ", ".join(f"{k} {v}" for k, v in sorted((k, v) for k, v in found.items() if k))
+
+
+def kill_switch_blocks(rows: list[dict]) -> int:
+    """How many ``order`` rows the kill switch decided: status ``blocked`` or not, the row's
+    error or its output's reason starts with "kill switch"."""
+    return sum(
+        1
+        for r in rows
+        if r["step_name"] == "order"
+        and any(
+            str(text or "").lower().startswith("kill switch")
+            for text in (r.get("error"), (r.get("output_data") or {}).get("reason"))
+        )
+    )
 
 
 def _unknown_symbols(strategy, symbols: list[str], day: dt.date) -> list[str]:
     """Messages for symbols that do not resolve; they never become partitions. Resolved ones
-    are cached in the ``symbols`` table (with the IBKR contract id when the source is IBKR)."""
+    are cached in the ``symbols`` table (with the IBKR contract id when the source is IBKR).
+
+    A symbol whose data the source has but cannot parse (a CSV file missing a column, an empty
+    file) is known: its partitions fail in the run with that cause, the others still run.
+    """
+    from ibkr_assets.domain.bars import BarFormatError
     from ibkr_assets.resources import build_resources
     from ibkr_assets.sensors import resolve_strategy_symbols
     from ibkr_assets.settings import load_settings
@@ -287,16 +371,23 @@ def _unknown_symbols(strategy, symbols: list[str], day: dt.date) -> list[str]:
     # Outside a run, resources get their EnvVar values (database URLs) resolved here.
     deployment = build_resources(settings)["market_data_source"].process_config_and_initialize()
     source = deployment.for_strategy(strategy).get_source()
-    _, errors = resolve_strategy_symbols(settings, strategy, source, symbols)
+    errors: dict[str, str] = {}
+    for symbol in symbols:  # one by one, so one bad file does not hide the others' answers
+        try:
+            errors.update(resolve_strategy_symbols(settings, strategy, source, [symbol])[1])
+        except BarFormatError:
+            continue
     return [f"strategy {strategy.id!r}: {message}" for message in errors.values()]
 
 
-def _print_results(settings, strategy, run_ids: list[str]) -> None:
+def _print_results(settings, strategy, rows: list[dict], failed: dict[str, list[str]]) -> None:
+    """The signals table and the last portfolio of these rows (``failed``: causes' partitions)."""
     from ibkr_assets.storage.lineage_store import LineageStore
 
     store = LineageStore(settings.lineage_url)
-    rows = [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
+    run_ids = {r["execution_id"] for r in rows}
     artifacts = [a for run_id in run_ids for a in store.artifact_rows(execution_id=run_id)]
+    cause_of = {key: cause for cause, keys in failed.items() for key in keys}
     by_partition: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_partition.setdefault(row["partition_key"], {})[row["step_name"]] = row
@@ -315,9 +406,8 @@ def _print_results(settings, strategy, run_ids: list[str]) -> None:
         if out.get("is_actionable") and order_out.get("outcome") == "none":
             reasoning = order_out.get("reason", reasoning)
         note = "; ".join(out.get("rejections") or []) or out.get("reason") or reasoning
-        if not signal:
-            failed = [r for r in steps.values() if r["status"] == "error"]
-            note = failed[0]["error"] if failed else "not reached"
+        if not signal or key in cause_of:
+            note = cause_of.get(key, "not reached")
         action = out.get("action") or signal.get("status", "-")
         placed = steps.get("order", {}).get("output_data", {})
         order_text = (
@@ -329,7 +419,7 @@ def _print_results(settings, strategy, run_ids: list[str]) -> None:
             f"  {key:<18} {_fmt(market.get('latest_price')):>9} {_fmt(latest.get('rsi_14')):>7} "
             f"{action:<13} {out.get('confidence', '-'):>4} {_fmt(out.get('risk_reward')):>5} {order_text:<8} {note[:80]}"
         )
-    snaps = [r for r in rows if r["step_name"] == "portfolio_snapshot" and r["status"] == "success"]
+    snaps = [r for r in rows if _stored_snapshot(r, set(cause_of))]
     if snaps:
         last = max(snaps, key=lambda r: r["partition_key"])["output_data"]
         held = ", ".join(f"{p['symbol']} {p['quantity']}" for p in last["positions"]) or "none"
@@ -341,6 +431,9 @@ def _print_results(settings, strategy, run_ids: list[str]) -> None:
     print(
         f"  {len(rows)} workflow_lineage rows and {len(artifacts)} artifacts rows from these runs"
     )
+    blocked = kill_switch_blocks(rows)
+    if blocked:
+        print(f"Kill switch: blocked {blocked} order(s)")
 
 
 def _print_locations(settings) -> None:
@@ -403,14 +496,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except Exception as exc:  # a clear one-line error for configuration mistakes
+    except Exception as exc:  # one clear line, never a traceback
         from ibkr_assets.settings import ConfigError
         from ibkr_assets.strategies.config import StrategyConfigError
 
         if isinstance(exc, (ConfigError, StrategyConfigError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        raise
+        from ibkr_assets.runs import describe_exception
+
+        print(f"error: {describe_exception(exc)}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._utils.error import SerializableErrorInfo
 
 from ibkr_assets.jobs import portfolio_job_name, workflow_job_name
 from ibkr_assets.partitions import symbols_partition_name
@@ -24,11 +25,20 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 
 @dataclass
 class RunOutcome:
+    """One run's result. ``failed_steps`` maps each failed step (``market_data``) to its root
+    cause in one line (``Class: message``); ``errors`` has them as ``step: cause`` lines;
+    ``partition_keys`` are the partitions the run was asked to materialize."""
+
     job: str
     symbols: list[str]
     run_id: str
     success: bool
-    errors: list[str] = field(default_factory=list)
+    failed_steps: dict[str, str] = field(default_factory=dict)
+    partition_keys: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{step}: {cause}" for step, cause in self.failed_steps.items()]
 
 
 def contiguous_blocks(order: list[str], wanted: list[str]) -> list[list[str]]:
@@ -64,16 +74,23 @@ def run_workflow(
     outcomes = []
     workflow = defs.resolve_job_def(workflow_job_name(strategy_id))
     portfolio = defs.resolve_job_def(portfolio_job_name(strategy_id))
+    days = [
+        day.isoformat()
+        for day in (start + dt.timedelta(i) for i in range((end - start).days + 1))
+        if day.weekday() < 5  # the date partitions are weekdays
+    ]
     with collector_spares_the_loaded_heap():
         for block in contiguous_blocks(list(have), symbols):
             range_tags = {RANGE_START: f"{start}|{block[0]}", RANGE_END: f"{end}|{block[-1]}"}
-            outcomes.append(
-                _execute(workflow, instance, block, {**(tags or {}), **range_tags}, run_config)
+            outcome = _execute(
+                workflow, instance, block, {**(tags or {}), **range_tags}, run_config
             )
+            outcome.partition_keys = [f"{day}|{symbol}" for day in days for symbol in block]
+            outcomes.append(outcome)
         range_tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
-        outcomes.append(
-            _execute(portfolio, instance, [], {**(tags or {}), **range_tags}, run_config)
-        )
+        outcome = _execute(portfolio, instance, [], {**(tags or {}), **range_tags}, run_config)
+        outcome.partition_keys = days
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -102,9 +119,97 @@ def _execute(job, instance, symbols, tags, run_config) -> RunOutcome:
     result = job.execute_in_process(
         instance=instance, tags=tags, run_config=run_config, raise_on_error=False
     )
-    errors = [
-        f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+    failed = {
+        _step_name(e.step_key): root_cause(e.step_failure_data.error)
         for e in result.all_events
         if e.is_step_failure and e.step_failure_data.error
-    ]
-    return RunOutcome(job.name, symbols, result.run_id, result.success, errors)
+    }
+    if not result.success and not failed:  # the run failed outside any step
+        failure = next((e for e in result.all_events if e.is_pipeline_failure), None)
+        error = failure.pipeline_failure_data.error if failure else None
+        failed["run"] = root_cause(error) if error else "failed"
+    return RunOutcome(job.name, symbols, result.run_id, result.success, failed)
+
+
+def _step_name(step_key: str | None) -> str:
+    """``momentum__market_data`` -> ``market_data``."""
+    return (step_key or "run").split("__")[-1]
+
+
+def root_cause(error: SerializableErrorInfo) -> str:
+    """The error under Dagster's wrappers ("Error occurred while executing op ..."), one line:
+    ``Class: message`` of the first error in the chain that is not Dagster's own."""
+    while error.cls_name and error.cls_name.startswith("Dagster"):
+        inner = error.cause or error.context
+        if inner is None:
+            break
+        error = inner
+    return one_line(error.cls_name or "Error", error.message)
+
+
+def one_line(cls_name: str, message: str) -> str:
+    """``Class: first line of message``, without the module path Python puts before the class."""
+    text = first_line(message)
+    head, sep, rest = text.partition(": ")
+    if sep and (head == cls_name or head.endswith("." + cls_name)):
+        text = rest
+    text = text.removesuffix(":").strip()
+    return f"{cls_name}: {text}" if text else cls_name
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of ``text``, stripped."""
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception raised outside a run; a database error names the driver's
+    error, not SQLAlchemy's wrapper (whose message adds the statement and a link)."""
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        inner = getattr(exc, "orig", None)
+        inner = inner if isinstance(inner, BaseException) else exc
+        return "database: " + one_line(type(inner).__name__, str(inner))
+    return one_line(type(exc).__name__, str(exc))
+
+
+def failed_partitions(outcomes: list[RunOutcome], rows: list[dict]) -> dict[str, list[str]]:
+    """``{cause: [partition keys]}``: each failed partition under its first cause.
+
+    A partition failed when one of its lineage rows is an ``error`` (the cause is that step and
+    its error). A failed step that wrote no ``error`` row failed as a whole (a store or a
+    database down): every partition of its run without an earlier cause failed with it, even
+    one whose rows say ``success``, since the step's output was not stored. Any other partition
+    of a failed run that has no row of its last step (``order``, or ``portfolio_snapshot`` for
+    a date) was not reached because of the run's failed steps.
+    """
+    causes: dict[str, str] = {}
+    for row in sorted(rows, key=lambda r: r.get("step_number") or 0):
+        if row["status"] == "error" and row["partition_key"] not in causes:
+            error = first_line(row.get("error")) or "error"
+            causes[row["partition_key"]] = f"{row['step_name']}: {error}"
+    finished = {
+        r["partition_key"]
+        for r in rows
+        if r["step_name"] == ("order" if "|" in r["partition_key"] else "portfolio_snapshot")
+        and r["status"] != "error"
+    }
+    for outcome in outcomes:
+        if not outcome.failed_steps:
+            continue
+        keys = set(outcome.partition_keys)
+        recorded = {
+            r["step_name"] for r in rows if r["status"] == "error" and r["partition_key"] in keys
+        }
+        for step, cause in outcome.failed_steps.items():
+            if step not in recorded:
+                for key in outcome.partition_keys:
+                    causes.setdefault(key, f"{step}: {cause}")
+        for key in outcome.partition_keys:
+            if key not in finished:
+                causes.setdefault(key, f"not reached ({'; '.join(outcome.errors)})")
+    grouped: dict[str, list[str]] = {}
+    for key in sorted(causes, key=lambda k: ("|" not in k, k)):  # dates (portfolio) last
+        grouped.setdefault(causes[key], []).append(key)
+    return grouped

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 import dagster as dg
 
 from ibkr_assets.storage.lineage_store import LineageStore
+from ibkr_assets_tests import cli_runner
 from ibkr_assets_tests.helpers import add_symbols, job_name
 
 BIN = Path(sys.executable).parent
+run_cli = cli_runner.run_cli  # a fixture
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -54,6 +57,33 @@ def test_project_backfill_runs_the_whole_graph_as_one_run_and_summarizes(tmp_pat
     ]  # fmt: skip
     assert {r["metadata"]["mode"] for r in rows} == {"backtest"}  # history never reaches a broker
     assert len({r["execution_id"] for r in rows}) == 1  # one run for the whole range
+
+
+def test_project_backfill_over_exchange_holidays_summarizes_them_as_market_closed(
+    run_cli, deployment
+):
+    """Good Friday 2025-04-18 and the national day of mourning 2025-01-09 are weekday partitions
+    with no session: no signal, no order, and the summary still prints."""
+    from ibkr_assets.settings import load_settings
+
+    deployment()
+    for start, end, holiday in (
+        ("2025-04-17", "2025-04-21", "2025-04-18"),
+        ("2025-01-08", "2025-01-10", "2025-01-09"),
+    ):
+        code, out, err = run_cli(
+            "backfill", "--no-progress", "--start", start, "--end", end, "--symbols", "AAPL,MSFT"
+        )
+        assert code == 0, out + err
+        assert "Partitions: 6 done, 0 failed (2 market closed)" in out
+        signals = out.split("Signals: ", 1)[1].splitlines()[0]
+        assert sum(int(n) for n in re.findall(r"[A-Z]+ (\d+)", signals)) == 4  # sessions only
+        assert out.split("Orders: ", 1)[1].splitlines()[0].strip()
+        assert "Portfolio " + end in out and "Traceback" not in out + err
+        rows = LineageStore(load_settings().lineage_url).lineage_rows(
+            step_name="order", partition_key=f"{holiday}|AAPL"
+        )
+        assert [r["status"] for r in rows] == ["market_closed"]
 
 
 def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
