@@ -16,15 +16,19 @@ class AnalystResource(dg.ConfigurableResource):
     """``provider="rules"`` (deterministic, not an LLM; the offline default) or ``"openai"``
     (the real client; ``base_url`` points it at vLLM, Ollama, LM Studio or any compatible server).
 
+    ``timeout_s`` is the budget of one whole analysis call, retries and their waits included;
+    ``max_retries`` bounds the retries within it.
+
     ``cache_mode``: ``normal`` reuses a stored response for the same (provider, model, template,
     prompt, images); ``refresh`` always calls and stores; ``replay`` never calls the network.
+    Only valid proposals are stored.
     """
 
     provider: Literal["rules", "openai"] = "rules"
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     api_key: str | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # seconds for the whole call, not per request
     max_retries: int = 3
     price_per_mtok_in: float = 0.0
     price_per_mtok_out: float = 0.0
