@@ -61,9 +61,10 @@ class MlflowResource(dg.ConfigurableResource):
                 ended = tracker.end_runs(run.run_id, "FINISHED")
                 status = "FINISHED"
         except TrackingError as exc:
-            context.log.warning(f"MLflow runs left RUNNING: {exc}")
+            if context.log is not None:
+                context.log.warning(f"MLflow runs left RUNNING: {exc}")
             return
-        if ended:
+        if ended and context.log is not None:
             context.log.debug(f"{ended} MLflow run(s) ended as {status}")
 
 

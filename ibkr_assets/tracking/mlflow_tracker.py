@@ -84,7 +84,7 @@ class MlflowTracker:
         self._artifact_uris: dict[str, str] = {}
         self._artifact_repos: dict[str, Any] = {}
         # Dagster run id -> the MLflow runs used for it in this process (ended by ``end_runs``),
-        # and run id -> the terminal status this process last gave it or found it in.
+        # and run id -> the terminal status this process last gave it.
         self._open: dict[str, dict[str, None]] = {}
         self._ended: dict[str, str] = {}
         self.unreachable = False  # the last request could not reach the server
