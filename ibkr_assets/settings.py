@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_COMMISSION_MIN": "commission_min",
     "IBKR_ASSETS_COMMISSION_MAX_PCT": "commission_max_pct",
     "IBKR_ASSETS_KILL_SWITCH_FILE": "kill_switch_file",
+    "IBKR_ASSETS_BOOK_LOCK_TIMEOUT": "book_lock_timeout_s",
     "IBKR_ORDER_CLIENT_ID": "ibkr_order_client_id",
     "IBKR_HOST": "ibkr_host",
     "IBKR_PORT": "ibkr_port",
@@ -83,6 +84,7 @@ class Settings(BaseModel):
     commission_min: float = Field(default=1.0, ge=0)
     commission_max_pct: float = Field(default=1.0, ge=0)
     kill_switch_file: str | None = None
+    book_lock_timeout_s: float = Field(default=600.0, ge=0)
     ibkr_order_client_id: int = 18
     ibkr_host: str = "127.0.0.1"
     ibkr_port: int = 4002

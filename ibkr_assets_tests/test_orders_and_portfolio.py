@@ -176,14 +176,23 @@ def test_crash_between_sending_and_recording_is_healed_by_reconciliation(
     assert len(_paper(tmp_path).orders_by_ref(REF)) == 3  # nothing was sent twice
 
 
-def test_kill_switch_blocks_new_orders_and_says_so(stub, instance, tmp_path):
+def test_kill_switch_blocks_new_orders_and_the_session_stays_decidable(stub, instance, tmp_path):
     (tmp_path / "home").mkdir(exist_ok=True)
-    (tmp_path / "home" / "KILL_SWITCH").write_text("stop")
+    switch = tmp_path / "home" / "KILL_SWITCH"
+    switch.write_text("stop")
     assert _day(instance, stub, "BUY", DAYS[0]).success
-    row = _order_row(tmp_path, DAYS[0])["output_data"]
-    assert row["outcome"] == "none"
-    assert row["reason"].startswith("kill switch active")
-    assert _paper(tmp_path).orders_by_ref(REF) == []
+    row = _order_row(tmp_path, DAYS[0])
+    assert row["status"] == "blocked"
+    assert row["output_data"]["reason"].startswith("kill switch active")
+    paper = _paper(tmp_path)
+    assert paper.orders_by_ref(REF) == []
+    assert paper.last_synced("AAPL") is None  # the simulator did not move
+    assert OrderRecords(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}").get(REF) is None
+
+    switch.unlink()
+    again = _day(instance, stub, "BUY", DAYS[0])
+    assert _order_row(tmp_path, DAYS[0], again.run_id)["output_data"]["outcome"] == "placed"
+    assert len(paper.orders_by_ref(REF)) == 3
 
 
 def test_kill_switch_environment_variable_blocks_too(stub, instance, tmp_path, monkeypatch):

@@ -230,23 +230,52 @@ def test_short_bracket_is_rejected_with_the_reason(broker: PaperBroker) -> None:
     assert "stop < entry < take-profit" in _by_role(broker.place_bracket(crossed))["parent"].reason
 
 
-def test_snapshot_is_upserted_per_date(broker: PaperBroker) -> None:
+def test_snapshot_of_a_date_depends_on_fills_and_closes_up_to_it_only(
+    broker: PaperBroker,
+) -> None:
     broker.place_bracket(_bracket())
-    broker.sync("AAPL", _bars(ENTRY))
-
-    first = broker.snapshot_at(D1, {"AAPL": 100.5})
+    broker.sync("AAPL", _bars(ENTRY))  # entry at 100, close 100.5
+    first = broker.snapshots_as_of([D1])[D1]
     assert first.equity == pytest.approx(START - 1.0 + 50.0)
     assert first.cash + first.market_value == pytest.approx(first.equity)
-    row_id = broker.record_snapshot(first)
-    revised = broker.snapshot_at(D1, {"AAPL": 101.0})
-    assert broker.record_snapshot(revised) == row_id
-    broker.record_snapshot(broker.snapshot_at(D2, {"AAPL": 103.0}))
+
+    broker.sync("AAPL", _bars(ENTRY, QUIET, STOPPED))  # later sessions: stopped out on D3
+    later = broker.snapshots_as_of([D1, D2, D3])
+    assert later[D1] == first  # a later session does not change D1
+    assert later[D2].positions[0].price == 103.0
+    assert later[D3].positions == [] and later[D3].realized_pnl < 0
+    holiday = dt.date(2025, 1, 9)  # no bar: the market was closed
+    assert broker.snapshots_as_of([holiday])[holiday] == later[D3].model_copy(
+        update={"date": holiday}
+    )
+
+
+def test_recording_the_same_snapshot_again_changes_nothing(broker: PaperBroker) -> None:
+    broker.place_bracket(_bracket())
+    broker.sync("AAPL", _bars(ENTRY, QUIET))
+    snaps = broker.snapshots_as_of([D1, D2])
+    row_id = broker.record_snapshot(snaps[D1])
+    broker.record_snapshot(snaps[D2])
+    before = _snapshot_rows(broker)
+    assert broker.record_snapshot(broker.snapshots_as_of([D1])[D1]) == row_id
+    assert _snapshot_rows(broker) == before  # not even updated_at moved
 
     stored = broker.snapshots()
     assert [s.date for s in stored] == [D1, D2]
     assert isinstance(stored[0], PortfolioSnapshot)
-    assert stored[0].model_dump(exclude={"exposure_pct"}) == revised.model_dump(
+    assert stored[0].model_dump(exclude={"exposure_pct"}) == snaps[D1].model_dump(
         exclude={"exposure_pct"}
     )
-    assert stored[0].exposure_pct == pytest.approx(revised.exposure_pct, abs=1e-6)
-    assert stored[0].positions[0].price == 101.0 and stored[1].equity > stored[0].equity
+    revised = snaps[D1].model_copy(update={"cash": snaps[D1].cash - 1})
+    assert broker.record_snapshot(revised) == row_id
+    assert broker.snapshots()[0].cash == pytest.approx(revised.cash)
+
+
+def _snapshot_rows(broker: PaperBroker) -> list[dict]:
+    import sqlalchemy as sa
+
+    from ibkr_assets.storage.trading_tables import portfolio_snapshots as t
+
+    with broker._engine.connect() as conn:
+        query = sa.select(t).where(t.c.account == broker.account_name).order_by(t.c.id)
+        return [dict(r._mapping) for r in conn.execute(query)]

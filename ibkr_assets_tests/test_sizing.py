@@ -68,3 +68,18 @@ def test_limits_are_validated() -> None:
         RiskLimits(risk_per_trade_pct=0)
     with pytest.raises(ValueError, match="min_confidence"):
         RiskLimits(min_confidence=101)
+
+
+def test_max_position_caps_every_broker_in_the_domain() -> None:
+    capped = RiskLimits(max_position=30)
+    fresh = size_order(equity=100_000, entry=50.0, stop=40.0, confidence=80, limits=capped)
+    assert fresh.quantity == 30  # risk allows 100
+    assert "max_position 30 shares (holding 0)" in fresh.reasons[-1]
+    adding = size_order(
+        equity=100_000, entry=50.0, stop=40.0, confidence=80, limits=capped, held=-25
+    )
+    assert adding.quantity == 5  # a short of 25 may grow by 5 at most
+    full = size_order(equity=100_000, entry=50.0, stop=40.0, confidence=80, limits=capped, held=30)
+    assert full.quantity == 0 and "less than 1 share" in full.reasons[-1]
+    with pytest.raises(ValueError, match="max_position must be >= 0"):
+        RiskLimits(max_position=-1)

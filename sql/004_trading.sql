@@ -106,7 +106,18 @@ CREATE TABLE IF NOT EXISTS paper_sync (
     CONSTRAINT uq_paper_sync_account_symbol UNIQUE (account, symbol)
 );
 
--- portfolio_snapshots: the account valued once per date (re-running a date replaces the row).
+-- paper_closes: each synced bar's close, so a date's snapshot values positions at the closes
+-- up to that date (the last close on a market-closed day).
+CREATE TABLE IF NOT EXISTS paper_closes (
+    account      VARCHAR(100) NOT NULL,
+    symbol       VARCHAR(50) NOT NULL,
+    session_date DATE NOT NULL,
+    close        NUMERIC(18, 6) NOT NULL,
+    PRIMARY KEY (account, symbol, session_date)
+);
+
+-- portfolio_snapshots: the account valued once per date from the fills and closes up to that
+-- date (a rerun that computes the same values leaves the row untouched).
 CREATE TABLE IF NOT EXISTS portfolio_snapshots (
     id             SERIAL PRIMARY KEY,
     account        VARCHAR(100) NOT NULL,

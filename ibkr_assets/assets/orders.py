@@ -1,17 +1,20 @@
 """``order``: what was sent to the broker for each partition, or why nothing was.
 
-Partitions are handled in date order. For each session the simulator first catches up with
-that session's bars (fills of earlier orders), then each symbol's signal becomes a bracket buy,
-a close, or no order; then the account is snapshotted for the session. The order's identity
-(strategy, symbol, date) travels to the broker, so nothing is ever sent twice.
+Partitions are handled in date order, holding the strategy's book against other processes. For
+each session the simulator first catches up with that session's bars (fills of earlier orders),
+then each symbol's signal becomes a bracket buy, a close, or no order, sized against the book as
+of that session. The order's identity (strategy, symbol, date) travels to the broker, so nothing
+is ever sent twice. With the kill switch on, nothing is simulated or decided.
 """
 
 import datetime as dt
 import itertools
+from dataclasses import dataclass
 
 import dagster as dg
 
 from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.brokers.base import Broker
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.orders import OrderOutcome, order_ref
@@ -60,39 +63,109 @@ def _materialize(
     records.create_schema()
     strategy = broker.account
     values: dict = {}
+    switched_off: str | None = None
     by_date = itertools.groupby(sorted(context.partition_keys), key=lambda k: split_key(k)[0])
-    for day_text, keys in by_date:
-        day = dt.date.fromisoformat(day_text)
-        chosen, mode = broker.broker_for(day)
-        keys = list(keys)
-        for key in keys:  # the session's bars first: fills of earlier orders
-            ind = indicators[key]
-            if ind.is_tradable and hasattr(chosen, "sync"):
-                chosen.sync(ind.symbol, ind.frame[BAR_COLUMNS])
-        for key in keys:
-            values[key] = _order_for(context, key, trading_signal[key], indicators[key], chosen, mode, broker,
-                                     records, strategy, recorder, object_store)  # fmt: skip
-        _record_session_snapshot(chosen, day, {k: values[k] for k in keys})
+    with broker.book():
+        for day_text, keys in by_date:
+            day = dt.date.fromisoformat(day_text)
+            keys = list(keys)
+            # Read before anything moves: with the switch on, a session is neither simulated nor
+            # decided, so it stays decidable once the switch is off.
+            switched_off = switched_off or broker.kill_switch()
+            if switched_off:
+                reason = f"kill switch active: {switched_off}; nothing simulated or decided"
+                for key in keys:
+                    values[key] = _blocked(
+                        key, trading_signal[key], reason, recorder, object_store, strategy
+                    )
+                continue
+            chosen, mode = broker.broker_for(day)
+            for key in keys:  # the session's bars first: fills of earlier orders
+                ind = indicators[key]
+                if ind.is_tradable and hasattr(chosen, "sync"):
+                    chosen.sync(ind.symbol, ind.frame[BAR_COLUMNS])
+            book = _book_on(chosen, day, trading_signal, keys)
+            session = _Session(chosen=chosen, mode=mode, book=book, records=records, strategy=strategy,
+                               run_id=context.run.run_id)  # fmt: skip
+            for key in keys:
+                values[key] = _order_for(
+                    context, key, trading_signal[key], session, broker, recorder, object_store
+                )
     row_ids = recorder.flush()
     outcomes = [v for v in values.values() if isinstance(v, OrderOutcome)]
+    blocked = [v for v in values.values() if isinstance(v, Skipped) and v.status == "blocked"]
     return dg.Output(
         values,
         metadata={
             "partitions": len(values),
             "placed": sum(o.outcome == "placed" for o in outcomes),
-            "existing_or_reconciled": sum(
-                o.outcome in ("existing", "reconciled") for o in outcomes
-            ),
             "no_order": sum(o.outcome == "none" for o in outcomes),
+            "blocked": len(blocked),
+            "kill_switch_blocked": sum(b.reason.startswith("kill switch") for b in blocked),
             "modes": dg.MetadataValue.json(sorted({o.mode for o in outcomes})),
             **by_partition("lineage_row_ids", row_ids, len(values)),
         },
     )
 
 
+@dataclass(frozen=True)
+class _Book:
+    """The account as of the session's close, before its decisions: what sizing sees."""
+
+    positions: dict[str, int]
+    equity: float
+
+
+@dataclass(frozen=True)
+class _Session:
+    chosen: Broker
+    mode: str
+    book: _Book
+    records: OrderRecords
+    strategy: str
+    run_id: str
+
+
+def _book_on(chosen: Broker, day: dt.date, signals: dict, keys: list[str]) -> _Book:
+    """The simulator's book from its fills and closes up to ``day`` (never later sessions', so a
+    rerun decides, and records, against the same account); a live broker's account now."""
+    if hasattr(chosen, "snapshots_as_of"):
+        snap = chosen.snapshots_as_of([day])[day]
+        return _Book({p.symbol: p.quantity for p in snap.positions}, snap.equity)
+    closes = {
+        s.symbol: s.last_close for s in (signals[k] for k in keys) if isinstance(s, TradingSignal)
+    }
+    held = chosen.positions()
+    value = sum(p.quantity * closes.get(p.symbol, p.avg_cost) for p in held)
+    return _Book({p.symbol: p.quantity for p in held}, chosen.account().cash + value)
+
+
+def _blocked(key: str, signal, reason: str, recorder, object_store, strategy: str) -> Skipped:
+    """Record a partition nothing was decided for, and why; a later run can still decide it."""
+    value = Skipped(signal.symbol, signal.as_of, "blocked", reason)
+    recorder.add(
+        key,
+        status="blocked",
+        input_data={"trading_signal": getattr(signal, "action", None) or signal.summary()},
+        output_data={
+            **value.summary(),
+            "object": object_ref(object_store, strategy, "order", key, value),
+        },
+        error=reason,
+    )
+    return value
+
+
 def _order_for(
-    context, key, signal, ind, chosen, mode, broker, records, strategy, recorder, object_store
-):
+    context: dg.AssetExecutionContext,
+    key: str,
+    signal: TradingSignal | Skipped,
+    session: _Session,
+    broker: BrokerResource,
+    recorder,
+    object_store: ObjectStoreResource,
+) -> OrderOutcome | Skipped:
+    strategy, chosen, mode = session.strategy, session.chosen, session.mode
     if isinstance(signal, Skipped):
         recorder.add(
             key,
@@ -107,13 +180,8 @@ def _order_for(
         return signal
     assert isinstance(signal, TradingSignal)
     ref = order_ref(strategy, signal.symbol, signal.as_of)
-    positions = {p.symbol: p for p in chosen.positions()}
-    held = positions[signal.symbol].quantity if signal.symbol in positions else 0
-    account = chosen.account()
-    equity = account.cash + sum(
-        p.quantity * p.avg_cost for s, p in positions.items() if s != signal.symbol
-    )
-    equity += held * signal.last_close
+    held = session.book.positions.get(signal.symbol, 0)
+    equity = session.book.equity
     kill_switch = broker.kill_switch()
     decision = decide(
         signal,
@@ -123,7 +191,6 @@ def _order_for(
         limits=broker.limits(),
         kill_switch=kill_switch,
     )
-    decision = _refuse_if_simulator_moved_on(decision, chosen, signal)
     inputs = {
         "trading_signal": {k: getattr(signal, k) for k in ("action", "confidence", "entry_price", "stop_loss",
                                                             "take_profit", "is_actionable")},
@@ -133,6 +200,12 @@ def _order_for(
         "mode": mode,
         "broker": chosen.name,
     }  # fmt: skip
+    if kill_switch:
+        context.log.warning(f"{key}: {decision.reason}")
+        return _blocked(key, signal, decision.reason, recorder, object_store, strategy)
+    moved_on = _simulator_moved_on(decision, chosen, signal, session.records.get(ref))
+    if moved_on:
+        return _blocked(key, signal, moved_on, recorder, object_store, strategy)
     try:
         placement = place_once(
             decision,
@@ -140,11 +213,11 @@ def _order_for(
             symbol=signal.symbol,
             session=signal.as_of,
             broker=chosen,
-            records=records,
+            records=session.records,
             strategy_id=strategy,
             mode=mode,
-            run_id=context.run.run_id,
-            final=kill_switch is None,
+            run_id=session.run_id,
+            final=signal.decision_final,  # a failed analysis leaves the session decidable
         )
     except Exception as exc:
         recorder.add(key, status="error", input_data=inputs, output_data={}, error=f"{type(exc).__name__}: {exc}",
@@ -152,31 +225,28 @@ def _order_for(
         recorder.flush()
         raise
     made = placement.decision
-    reason = (
-        made["reason"] if placement.outcome != "existing" else f"already decided: {made['reason']}"
-    )
+    # The object is the decision as made (the same bytes on every rerun); what this execution
+    # did with it (placed now, found already decided, reconciled) goes in its row.
     outcome = OrderOutcome(
         symbol=signal.symbol,
         as_of=signal.as_of,
         order_ref=ref,
-        mode=mode,
+        mode=placement.mode,
         broker=chosen.name,
         decision=made["kind"],
-        outcome=placement.outcome,
-        reason=reason,
-        orders=placement.orders,
-        sizing=decision.sizing.__dict__
-        if decision.sizing and placement.outcome != "existing"
-        else None,
+        outcome="placed" if placement.orders else "none",
+        reason=made["reason"],
+        orders=[o.model_copy(update={"updated_at": None}) for o in placement.orders],
+        sizing=made.get("sizing"),
         last_close=signal.last_close,
         position_before=held,
     )
-    if decision.reason.startswith("kill switch"):
-        context.log.warning(f"{key}: {decision.reason}")
     ref_obj = object_ref(object_store, strategy, "order", key, outcome)
     data = outcome.model_dump(mode="json")
-    recorder.add(key, status="success", input_data=inputs, output_data={**data, "object": ref_obj},
-                 metadata={"mode": mode})  # fmt: skip
+    row = {**data, "outcome": placement.outcome, "final": signal.decision_final, "object": ref_obj}
+    if placement.outcome == "existing":
+        row["reason"] = f"already decided: {made['reason']}"
+    recorder.add(key, status="success", input_data=inputs, output_data=row, metadata={"mode": mode})
     recorder.add_artifact(
         key,
         name=f"{signal.symbol} Order {signal.as_of} ({outcome.outcome})",
@@ -185,36 +255,24 @@ def _order_for(
         sha256=ref_obj["sha256"],
         signal_data=data,
         metadata={
-            "mode": mode,
+            "mode": placement.mode,
             "order_ref": ref,
-            "outcome": outcome.outcome,
-            "reason": outcome.reason,
+            "outcome": placement.outcome,
+            "reason": row["reason"],
         },
     )
     return outcome
 
 
-def _refuse_if_simulator_moved_on(
-    decision: OrderDecision, chosen, signal: TradingSignal
-) -> OrderDecision:
-    """A new order for a session the simulator has already run past would fill on bars it
-    never saw; refuse it (backtest sessions in date order, e.g. one single-run backfill)."""
+def _simulator_moved_on(
+    decision: OrderDecision, chosen: Broker, signal: TradingSignal, record: dict | None
+) -> str | None:
+    """Why a new order for this session is refused: the simulator has already run past it, so
+    the order would fill on bars it never saw. A recorded decision is replayed, never refused."""
     last = chosen.last_synced(signal.symbol) if hasattr(chosen, "last_synced") else None
-    if decision.request is None or last is None or last <= signal.as_of:
-        return decision
-    return OrderDecision(
-        "none",
+    if record or decision.request is None or last is None or last <= signal.as_of:
+        return None
+    return (
         f"the simulator already ran {signal.symbol} through {last}, after this session; "
-        "materialize past sessions in date order (a single-run backfill does)",
+        "decide past sessions in date order (a single-run backfill does), or reset the account"
     )
-
-
-def _record_session_snapshot(chosen, day: dt.date, values: dict) -> None:
-    """Snapshot the simulator account at the session's closes, so ``portfolio_snapshot`` of a
-    range run sees each day as it was, not the state after the last day."""
-    if not hasattr(chosen, "record_snapshot"):
-        return
-    prices = {v.symbol: v.last_close for v in values.values() if isinstance(v, OrderOutcome)}
-    for position in chosen.positions():
-        prices.setdefault(position.symbol, position.avg_cost)
-    chosen.record_snapshot(chosen.snapshot_at(day, prices))

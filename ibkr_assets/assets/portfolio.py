@@ -2,19 +2,24 @@
 session, fanning in every symbol's ``order`` of that date."""
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ibkr_assets.assets.defaults import by_partition, workflow_asset
 from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
-from ibkr_assets.partitions import date_partitions
+from ibkr_assets.domain.skipped import Skipped
+from ibkr_assets.partitions import date_partitions, split_key
 from ibkr_assets.resources.broker import BrokerResource
 from ibkr_assets.resources.io_manager import latest_materializations
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.strategies.config import StrategyConfig
+
+if TYPE_CHECKING:
+    from ibkr_assets.brokers.paper import PaperBroker
 
 
 class PortfolioInvariantError(Exception):
@@ -85,63 +90,44 @@ def _materialize(
     recorder = lineage.recorder(context, "portfolio_snapshot", strategy_id)
     tracker = mlflow.get_tracker()
     made_by = _order_runs(context, dg.AssetKey([strategy_id, "order"]), list(order))
-    values: dict[str, PortfolioSnapshot] = {}
-    for day_key in sorted(context.partition_keys):
-        day = dt.date.fromisoformat(day_key)
-        outcomes = {
-            k: v
-            for k, v in order.items()
-            if k.startswith(f"{day_key}|") and isinstance(v, OrderOutcome)
-        }
-        snap, source = _snapshot_for(broker, day, outcomes)
-        problems = check_invariants(snap, broker.allow_short)
-        inputs = {"orders": sorted(outcomes), "source": source, "mode": broker.mode_for(day)}
-        if problems:
-            recorder.add(
-                day_key,
-                status="error",
-                input_data=inputs,
-                output_data={},
-                error="; ".join(problems),
+    days = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
+    values: dict[str, PortfolioSnapshot | Skipped] = {}
+    with broker.book():
+        undecided = {d: _undecided(order, d.isoformat()) for d in days}
+        snaps, source, simulator = _snapshots(broker, [d for d in days if not undecided[d]], order)
+        for day in days:
+            day_key = day.isoformat()
+            inputs = {"orders": sorted(k for k in order if k.startswith(f"{day_key}|")),
+                      "source": source, "mode": broker.mode_for(day)}  # fmt: skip
+            if undecided[day]:
+                reason = "orders of this session did not complete: " + "; ".join(undecided[day])
+                recorder.add(
+                    day_key, status="blocked", input_data=inputs, output_data={}, error=reason
+                )
+                context.log.warning(f"portfolio {day_key} not computed: {reason}")
+                values[day_key] = Skipped("", day, "blocked", reason)
+                continue
+            snap = snaps[day]
+            problems = check_invariants(snap, broker.allow_short)
+            if problems:
+                recorder.add(
+                    day_key,
+                    status="error",
+                    input_data=inputs,
+                    output_data={},
+                    error="; ".join(problems),
+                )
+                recorder.flush()
+                raise PortfolioInvariantError(f"portfolio {day_key}: " + "; ".join(problems))
+            if simulator is not None:
+                simulator.record_snapshot(snap)
+            values[day_key] = snap
+            _record(
+                day_key, snap, order, made_by, inputs, strategy_id, tracker, recorder, object_store
             )
-            recorder.flush()
-            raise PortfolioInvariantError(f"portfolio {day_key}: " + "; ".join(problems))
-        values[day_key] = snap
-        ref = object_ref(object_store, strategy_id, "portfolio_snapshot", day_key, snap)
-        data = snap.model_dump(mode="json")
-        run_ids = {}
-        for key, outcome in outcomes.items():
-            # the MLflow run of the execution that made this order, so one run holds a
-            # partition's charts, prompt, signal and the portfolio value after its order
-            execution_id, dagster_run_id = made_by[key]
-            run_id = tracker.run_for_partition(
-                strategy_id=strategy_id,
-                symbol=outcome.symbol,
-                partition_key=key,
-                execution_id=execution_id,
-                dagster_run_id=dagster_run_id,
-            )
-            tracker.log(
-                run_id,
-                metrics={
-                    "portfolio_value": snap.equity,
-                    "order_placed": float(outcome.outcome == "placed"),
-                },
-            )
-            tracker.log_json(run_id, "portfolio.json", data)
-            run_ids[key] = run_id
-        recorder.add(day_key, status="success", input_data=inputs, output_data={**data, "object": ref,
-                     "mlflow_run_ids": run_ids})  # fmt: skip
-        recorder.add_artifact(
-            day_key,
-            name=f"Portfolio {day_key}",
-            type="portfolio",
-            uri=ref["uri"],
-            sha256=ref["sha256"],
-            metadata=data,
-        )
     row_ids = recorder.flush()
-    return dg.Output(values, metadata=_metadata(values, row_ids))
+    snapshots = {k: v for k, v in values.items() if isinstance(v, PortfolioSnapshot)}
+    return dg.Output(values, metadata=_metadata(snapshots, row_ids, len(values)))
 
 
 def _order_runs(
@@ -158,33 +144,92 @@ def _order_runs(
     return found
 
 
-def _snapshot_for(
-    broker: BrokerResource, day: dt.date, outcomes: dict
-) -> tuple[PortfolioSnapshot, str]:
-    chosen, mode = broker.broker_for(day)
-    prices = {o.symbol: o.last_close for o in outcomes.values()}
+def _undecided(order: dict, day_key: str) -> list[str]:
+    """Why ``day_key``'s orders are not all decided (empty when they are): a blocked or failed
+    order partition, or none at all. A market-closed day is decided (nothing to do)."""
+    mine = {k: v for k, v in order.items() if k.startswith(f"{day_key}|")}
+    if not mine:
+        return ["no order partition of this date was materialized"]
+    return [
+        f"{split_key(k)[1]} {v.status}: {v.reason}"
+        for k, v in sorted(mine.items())
+        if isinstance(v, Skipped) and v.status != "market_closed"
+    ]
+
+
+def _snapshots(
+    broker: BrokerResource, days: list[dt.date], order: dict
+) -> tuple[dict[dt.date, PortfolioSnapshot], str, "PaperBroker | None"]:
+    """Each day's snapshot, where it comes from, and the simulator that keeps them (or None).
+    The simulator's are computed from its fills and closes up to each day, so later sessions
+    and reruns cannot change them."""
+    if not days:
+        return {}, "nothing to value", None
+    chosen, mode = broker.broker_for(days[-1])
     if mode in ("backtest", "paper"):
-        stored = {s.date: s for s in chosen.snapshots()}
-        if day in stored:
-            return stored[day], "simulator snapshot recorded at the session's orders"
-        for position in chosen.positions():
-            prices.setdefault(position.symbol, position.avg_cost)
-        snap = chosen.snapshot_at(day, prices)
-        chosen.record_snapshot(snap)
-        return snap, "simulator account now"
+        return chosen.snapshots_as_of(days), "simulator fills and closes up to the date", chosen
     account = chosen.account()
     positions = chosen.positions()
-    for position in positions:
-        prices.setdefault(position.symbol, position.avg_cost)
-    snap = snapshot(positions, account.cash, prices, date=day, realized_pnl=account.realized_pnl,
-                    commissions=account.commissions)  # fmt: skip
-    return snap, f"{chosen.name} account"
+    snaps = {}
+    for day in days:
+        prices = {o.symbol: o.last_close for k, o in order.items()
+                  if k.startswith(f"{day}|") and isinstance(o, OrderOutcome)}  # fmt: skip
+        for position in positions:
+            prices.setdefault(position.symbol, position.avg_cost)
+        snaps[day] = snapshot(positions, account.cash, prices, date=day, realized_pnl=account.realized_pnl,
+                              commissions=account.commissions)  # fmt: skip
+    return snaps, f"{chosen.name} account", None
 
 
-def _metadata(values: dict[str, PortfolioSnapshot], row_ids: dict) -> dict:
+def _record(
+    day_key, snap, order, made_by, inputs, strategy_id, tracker, recorder, object_store
+) -> None:
+    """The snapshot's object, lineage and artifact rows, and its value in each order's MLflow run."""
+    outcomes = {
+        k: v
+        for k, v in order.items()
+        if k.startswith(f"{day_key}|") and isinstance(v, OrderOutcome)
+    }
+    ref = object_ref(object_store, strategy_id, "portfolio_snapshot", day_key, snap)
+    data = snap.model_dump(mode="json")
+    run_ids = {}
+    for key, outcome in outcomes.items():
+        # the MLflow run of the execution that made this order, so one run holds a
+        # partition's charts, prompt, signal and the portfolio value after its order
+        execution_id, dagster_run_id = made_by[key]
+        run_id = tracker.run_for_partition(
+            strategy_id=strategy_id,
+            symbol=outcome.symbol,
+            partition_key=key,
+            execution_id=execution_id,
+            dagster_run_id=dagster_run_id,
+        )
+        tracker.log(
+            run_id,
+            metrics={
+                "portfolio_value": snap.equity,
+                "order_placed": float(outcome.outcome == "placed"),
+            },
+        )
+        tracker.log_json(run_id, "portfolio.json", data)
+        run_ids[key] = run_id
+    recorder.add(day_key, status="success", input_data=inputs, output_data={**data, "object": ref,
+                 "mlflow_run_ids": run_ids})  # fmt: skip
+    recorder.add_artifact(
+        day_key,
+        name=f"Portfolio {day_key}",
+        type="portfolio",
+        uri=ref["uri"],
+        sha256=ref["sha256"],
+        metadata=data,
+    )
+
+
+def _metadata(values: dict[str, PortfolioSnapshot], row_ids: dict, partitions: int) -> dict:
     meta: dict = {
-        "partitions": len(values),
-        **by_partition("lineage_row_ids", row_ids, len(values)),
+        "partitions": partitions,
+        "not_computed": partitions - len(values),
+        **by_partition("lineage_row_ids", row_ids, partitions),
     }
     if values:
         last = values[max(values)]

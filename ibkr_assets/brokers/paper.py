@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,7 +49,7 @@ from ibkr_assets.domain.portfolio import (
     PortfolioError,
     PortfolioSnapshot,
     apply_fill,
-    ledger_snapshot,
+    snapshots_by_date,
 )
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import safe_url
@@ -58,6 +58,7 @@ from ibkr_assets.storage.trading_tables import (
     fills,
     orders,
     paper_accounts,
+    paper_closes,
     paper_sync,
     portfolio_snapshots,
 )
@@ -222,6 +223,7 @@ class PaperBroker:
                 )
             ).scalar_one_or_none()
             new_bars = [b for b in all_bars if last is None or b.date > last]
+            self._record_closes(conn, symbol, all_bars)
             if not new_bars:
                 return []
             rows = self._order_rows(conn, orders.c.symbol == symbol, orders.c.status.in_(_OPEN))
@@ -304,29 +306,80 @@ class PaperBroker:
 
     # --- portfolio snapshots -----------------------------------------------------------
 
-    def snapshot_at(self, day: dt.date, prices: Mapping[str, float]) -> PortfolioSnapshot:
-        """The account valued at ``prices`` (a price for every open position) as of ``day``."""
-        with self._tx("read account") as conn:
-            ledger = self._ledger(conn)
-        return ledger_snapshot(ledger, prices, date=day)
+    def snapshots_as_of(self, dates: Iterable[dt.date]) -> dict[dt.date, PortfolioSnapshot]:
+        """Each date's snapshot from the fills and closes dated up to it (never the account as it
+        is now), so running, rerunning or replaying later sessions cannot change it."""
+        days = sorted(set(dates))
+        if not days:
+            return {}
+        first, last = days[0], days[-1]
+        mine = paper_closes.c.account == self.account_name
+        latest_before = (
+            sa.select(paper_closes.c.symbol, sa.func.max(paper_closes.c.session_date).label("day"))
+            .where(mine, paper_closes.c.session_date < first)
+            .group_by(paper_closes.c.symbol)
+            .subquery()
+        )
+        columns = (paper_closes.c.session_date, paper_closes.c.symbol, paper_closes.c.close)
+        carried = sa.select(*columns).join(
+            latest_before,
+            sa.and_(
+                paper_closes.c.symbol == latest_before.c.symbol,
+                paper_closes.c.session_date == latest_before.c.day,
+            ),
+        )
+        within = sa.select(*columns).where(paper_closes.c.session_date.between(first, last))
+        fill_query = (
+            sa.select(fills)
+            .where(fills.c.account == self.account_name, fills.c.session_date <= last)
+            .order_by(fills.c.session_date, fills.c.id)
+        )
+        with self._tx("read history") as conn:
+            starting_cash = conn.execute(
+                sa.select(paper_accounts.c.starting_cash).where(
+                    paper_accounts.c.account == self.account_name
+                )
+            ).scalar_one()
+            dated_fills = [
+                (r.session_date, _fill_from_row(r._mapping)) for r in conn.execute(fill_query)
+            ]
+            closes = [tuple(r) for r in conn.execute(carried.where(mine))]
+            closes += [tuple(r) for r in conn.execute(within.where(mine))]
+        try:
+            return snapshots_by_date(
+                days,
+                starting_cash=starting_cash,
+                fills=dated_fills,
+                closes=closes,
+                allow_short=self.allow_short,
+            )
+        except PortfolioError as exc:
+            raise BrokerError(f"paper account {self.account_name!r}: {exc}") from exc
 
     def record_snapshot(self, snapshot: PortfolioSnapshot) -> int:
-        """Store ``snapshot``, replacing this account's snapshot of the same date; the row id."""
+        """Store ``snapshot`` as this account's snapshot of its date; the row id.
+
+        A row that already holds the same values is left untouched (a rerun changes nothing,
+        not even ``updated_at``); different values replace it and set ``updated_at``.
+        """
         now = _utcnow()
         values = {
             "account": self.account_name,
             "snapshot_date": snapshot.date,
             **{name: _round(getattr(snapshot, name)) for name in _SNAPSHOT_NUMBERS},
             "positions": [p.model_dump() for p in snapshot.positions],
-            "created_at": now,
         }
-        stmt = _insert(self._dialect)(portfolio_snapshots).values(**values)
-        changed = {k: stmt.excluded[k] for k in values if k not in _SNAPSHOT_KEY}
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_SNAPSHOT_KEY), set_={**changed, "updated_at": now}
-        ).returning(portfolio_snapshots.c.id)
+        t = portfolio_snapshots
+        key = (t.c.account == self.account_name, t.c.snapshot_date == snapshot.date)
         with self._tx("record snapshot") as conn:
-            return conn.execute(stmt).scalar_one()
+            row = conn.execute(sa.select(t).where(*key)).mappings().first()
+            if row is None:
+                stmt = _insert(self._dialect)(t).values(**values, created_at=now)
+                stmt = stmt.on_conflict_do_nothing(index_elements=list(_SNAPSHOT_KEY))
+                conn.execute(stmt)
+            elif any(row[k] != v for k, v in values.items()):
+                conn.execute(sa.update(t).where(*key).values(**values, updated_at=now))
+            return conn.execute(sa.select(t.c.id).where(*key)).scalar_one()
 
     def snapshots(self) -> list[PortfolioSnapshot]:
         """This account's snapshots, oldest date first."""
@@ -563,6 +616,23 @@ class PaperBroker:
                     set_={k: stmt.excluded[k] for k in ("quantity", "avg_cost", "updated_at")},
                 )
             )
+
+    def _record_closes(self, conn: sa.Connection, symbol: str, bars: list[Bar]) -> None:
+        """Keep each bar's close (once: bars already recorded are not written again)."""
+        known = conn.execute(
+            sa.select(sa.func.max(paper_closes.c.session_date)).where(
+                paper_closes.c.account == self.account_name, paper_closes.c.symbol == symbol
+            )
+        ).scalar_one_or_none()
+        rows = [
+            {"account": self.account_name, "symbol": symbol, "session_date": b.date,
+             "close": _round(b.close)}
+            for b in bars
+            if known is None or b.date > known
+        ]  # fmt: skip
+        if rows:
+            stmt = _insert(self._dialect)(paper_closes).on_conflict_do_nothing()
+            conn.execute(stmt, rows)
 
     def _mark_synced(
         self, conn: sa.Connection, symbol: str, day: dt.date, now: dt.datetime

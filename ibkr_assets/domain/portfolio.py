@@ -197,3 +197,36 @@ def ledger_snapshot(
         realized_pnl=ledger.realized_pnl,
         commissions=ledger.commissions,
     )
+
+
+def snapshots_by_date(
+    dates: Iterable[dt.date],
+    *,
+    starting_cash: float,
+    fills: Iterable[tuple[dt.date, FillLike]],
+    closes: Iterable[tuple[dt.date, str, float]],
+    allow_short: bool = False,
+) -> dict[dt.date, PortfolioSnapshot]:
+    """Each date's snapshot from the fills and closes dated up to it, and nothing later.
+
+    ``fills`` are ``(session date, fill)`` in the order they happened within a date; ``closes``
+    are ``(session date, symbol, close)``. A position is valued at its symbol's last close on or
+    before the date, so a market-closed day carries the previous session's prices. One pass over
+    the sorted inputs: the cost is flat per date however long the history.
+    """
+    ordered_fills = sorted(fills, key=lambda f: f[0])  # stable: a date keeps its fill order
+    ordered_closes = sorted(closes, key=lambda c: c[0])
+    ledger = Ledger(cash=starting_cash)
+    last_close: dict[str, float] = {}
+    out: dict[dt.date, PortfolioSnapshot] = {}
+    i = j = 0
+    for day in sorted(set(dates)):
+        while i < len(ordered_fills) and ordered_fills[i][0] <= day:
+            ledger = apply_fill(ledger, ordered_fills[i][1], allow_short=allow_short)
+            i += 1
+        while j < len(ordered_closes) and ordered_closes[j][0] <= day:
+            _, symbol, close = ordered_closes[j]
+            last_close[symbol] = close
+            j += 1
+        out[day] = ledger_snapshot(ledger, last_close, date=day)
+    return out

@@ -24,6 +24,7 @@ class RiskLimits:
     max_notional: float = 25_000.0
     min_confidence: int = 60
     allow_short: bool = False
+    max_position: int | None = None  # shares held at most, whichever broker (None: no cap)
 
     def __post_init__(self) -> None:
         for name in ("risk_per_trade_pct", "max_position_pct", "max_notional"):
@@ -32,6 +33,8 @@ class RiskLimits:
                 raise ValueError(f"RiskLimits.{name} must be a positive number, got {value}")
         if not 0 <= self.min_confidence <= 100:
             raise ValueError(f"RiskLimits.min_confidence must be 0-100, got {self.min_confidence}")
+        if self.max_position is not None and self.max_position < 0:
+            raise ValueError(f"RiskLimits.max_position must be >= 0, got {self.max_position}")
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,10 @@ def size_order(
     stop: float,
     confidence: int,
     limits: RiskLimits = RiskLimits(),
+    held: int = 0,
 ) -> SizingDecision:
-    """Size a trade entering at ``entry`` with a protective stop at ``stop``.
+    """Size a trade entering at ``entry`` with a protective stop at ``stop``, adding to a
+    position of ``held`` shares (``max_position`` bounds what is held after the fill).
 
     A stop above the entry means a short sale, refused unless ``limits.allow_short``.
     Commissions and slippage are not part of the risk amount.
@@ -74,6 +79,9 @@ def size_order(
         (position_cap, f"max_position_pct {limits.max_position_pct}% of equity"),
         (notional_cap, f"max_notional {limits.max_notional:,.2f}"),
     ]
+    if limits.max_position is not None:
+        room = max(limits.max_position - abs(held), 0)
+        caps.append((room, f"max_position {limits.max_position} shares (holding {held})"))
     for cap, name in caps:
         if cap < quantity:
             quantity = cap

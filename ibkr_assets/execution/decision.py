@@ -59,6 +59,7 @@ def decide(
         stop=signal.stop_loss,
         confidence=signal.confidence,
         limits=limits,
+        held=position,
     )
     if sizing.quantity < 1:
         return OrderDecision("none", "size is 0: " + "; ".join(sizing.reasons), sizing=sizing)

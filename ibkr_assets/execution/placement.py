@@ -18,9 +18,14 @@ from ibkr_assets.storage.order_records import OrderRecords
 
 @dataclass(frozen=True)
 class Placement:
+    """What happened to a decision in this execution (``outcome``) and the decision itself as it
+    was made, now or in an earlier execution: ``decision`` (kind, reason, request, sizing), the
+    ``orders`` as placed then (not their statuses now) and the ``mode`` recorded then."""
+
     outcome: Literal["placed", "existing", "reconciled", "none"]
     orders: list[BrokerOrder]
-    decision: dict  # kind, reason, request: the decision made (now or, if existing, then)
+    decision: dict
+    mode: str
 
 
 def place_once(
@@ -38,13 +43,15 @@ def place_once(
 ) -> Placement:
     """Send ``decision`` to ``broker`` unless a decision with its reference was already made.
 
-    ``final=False`` (a kill-switch block) sends nothing and records nothing, so the session can
-    still be decided once the switch is off.
+    ``final=False`` (a HOLD from a failed analysis) sends nothing and records nothing, so a rerun
+    after the model recovers decides the session again.
     """
     record = records.get(order_ref)
     if record and record["state"] in ("decided", "sent", "reconciled"):
-        orders = broker.orders_by_ref(order_ref) if record["state"] != "decided" else []
-        return Placement("existing", orders or _stored(record), record["decision"])
+        orders = _stored(record)
+        if not orders and record["state"] != "decided":
+            orders = broker.orders_by_ref(order_ref)
+        return Placement("existing", orders, record["decision"], record["mode"])
     at_broker = broker.orders_by_ref(order_ref)
     common = {
         "strategy_id": strategy_id,
@@ -57,23 +64,36 @@ def place_once(
     }
     if at_broker:  # sent before, never recorded (a crash in between): heal the record
         records.write(order_ref, state="reconciled", broker_orders=_dump(at_broker), **common)
-        return Placement("reconciled", at_broker, common["decision"])
+        return Placement("reconciled", at_broker, common["decision"], mode)
     if decision.request is None:
         if final:
             records.write(order_ref, state="decided", broker_orders=[], **common)
-        return Placement("none", [], common["decision"])
+        return Placement("none", [], common["decision"], mode)
     records.write(order_ref, state="sending", broker_orders=[], **common)
     if isinstance(decision.request, BracketRequest):
         orders = broker.place_bracket(decision.request)
     else:
         orders = broker.close_position(decision.request)
     records.write(order_ref, state="sent", broker_orders=_dump(orders), **common)
-    return Placement("placed", orders, common["decision"])
+    return Placement("placed", orders, common["decision"], mode)
 
 
 def _describe(decision: OrderDecision) -> dict:
     request = decision.request.model_dump(mode="json") if decision.request else None
-    return {"kind": decision.kind, "reason": decision.reason, "request": request}
+    sizing = decision.sizing
+    return {
+        "kind": decision.kind,
+        "reason": decision.reason,
+        "request": request,
+        "sizing": None
+        if sizing is None
+        else {
+            "quantity": sizing.quantity,
+            "reasons": list(sizing.reasons),
+            "risk_amount": sizing.risk_amount,
+            "notional": sizing.notional,
+        },
+    }
 
 
 def _dump(orders: list[BrokerOrder]) -> list[dict]:

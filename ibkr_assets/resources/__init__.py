@@ -68,6 +68,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             commission_min=settings.commission_min,
             commission_max_pct=settings.commission_max_pct,
             kill_switch_file=str(settings.kill_switch_path),
+            book_lock_timeout_s=settings.book_lock_timeout_s,
             ibkr_host=settings.ibkr_host,
             ibkr_port=settings.ibkr_port,
             ibkr_client_id=settings.ibkr_order_client_id,

@@ -19,6 +19,7 @@ from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, last_session_on_or_bef
 from ibkr_assets.domain.commissions import CommissionModel
 from ibkr_assets.domain.sizing import RiskLimits
 from ibkr_assets.resources.strategy_copies import copy_for_strategy
+from ibkr_assets.storage.book_lock import book_lock
 from ibkr_assets.strategies.config import StrategyConfig
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -53,6 +54,7 @@ class BrokerResource(dg.ConfigurableResource):
     min_confidence: int = 60
     allow_short: bool = False
     kill_switch_file: str = ".ibkr_assets/KILL_SWITCH"
+    book_lock_timeout_s: float = 600.0
     calendar: str = DEFAULT_CALENDAR
     ibkr_host: str = "127.0.0.1"
     ibkr_port: int = 4002
@@ -95,6 +97,7 @@ class BrokerResource(dg.ConfigurableResource):
             max_notional=self.max_notional if self.max_notional is not None else 25_000.0,
             min_confidence=self.min_confidence,
             allow_short=self.allow_short,
+            max_position=self.max_position,
         )
 
     def kill_switch(self) -> str | None:
@@ -110,6 +113,10 @@ class BrokerResource(dg.ConfigurableResource):
         if Path(self.kill_switch_file).exists():
             return f"kill-switch file {self.kill_switch_file} exists"
         return None
+
+    def book(self):
+        """Hold this strategy's book (its order and portfolio steps) against other processes."""
+        return book_lock(self.database_url, self.account, wait_seconds=self.book_lock_timeout_s)
 
     def mode_for(self, session: dt.date, now: dt.datetime | None = None) -> str:
         if session < current_session(self.calendar, now):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,19 @@ def engine_for(url: str) -> sa.Engine:
                 _enable_sqlite_wal(engine)
             _engines[url] = engine
         return engine
+
+
+def _forget_in_child() -> None:
+    """A forked child must never use its parent's pooled connections: two processes on one
+    socket share a session (and its locks). Drop them without closing the parent's sockets."""
+    global _lock
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def dispose_engines() -> None:

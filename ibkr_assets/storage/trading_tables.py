@@ -131,6 +131,15 @@ paper_sync = sa.Table(
     sa.UniqueConstraint("account", "symbol", name="uq_paper_sync_account_symbol"),
 )
 
+paper_closes = sa.Table(
+    "paper_closes",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("symbol", sa.String(50), primary_key=True),
+    sa.Column("session_date", sa.Date, primary_key=True),
+    sa.Column("close", _numeric(), nullable=False),
+)
+
 portfolio_snapshots = sa.Table(
     "portfolio_snapshots",
     metadata,
@@ -159,6 +168,7 @@ TRADING_TABLES: tuple[sa.Table, ...] = (
     fills,
     positions,
     paper_sync,
+    paper_closes,
     portfolio_snapshots,
 )
 
