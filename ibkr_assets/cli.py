@@ -395,8 +395,8 @@ def _print_results(settings, strategy, rows: list[dict], failed: dict[str, list[
     print(
         f"  {'partition':<18} {'close':>9} {'rsi_14':>7} {'signal':<13} {'conf':>4} {'R:R':>5}  note"
     )
-    for key in sorted(k for k in by_partition if "|" in k):
-        steps = by_partition[key]
+    for key in sorted(k for k in {*by_partition, *cause_of} if "|" in k):
+        steps = by_partition.get(key, {})
         latest = steps.get("indicators", {}).get("output_data", {}).get("latest") or {}
         market = steps.get("market_data", {}).get("output_data", {})
         signal = steps.get("trading_signal", {})
