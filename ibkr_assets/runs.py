@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
+from ibkr_assets.dead_runs import run_process_tags
 from ibkr_assets.jobs import portfolio_job_name, workflow_job_name
 from ibkr_assets.partitions import symbols_partition_name
 
@@ -116,8 +117,11 @@ def collector_spares_the_loaded_heap(first_generation: int = 500_000) -> Iterato
 
 
 def _execute(job, instance, symbols, tags, run_config) -> RunOutcome:
-    result = job.execute_in_process(
-        instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+    result = job.execute_in_process(  # tagged with this process, see ibkr_assets.dead_runs
+        instance=instance,
+        tags={**tags, **run_process_tags()},
+        run_config=run_config,
+        raise_on_error=False,
     )
     failed = {
         _step_name(e.step_key): root_cause(e.step_failure_data.error)
