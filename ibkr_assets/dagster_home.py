@@ -12,11 +12,21 @@ from pathlib import Path
 import yaml
 
 EVENT_LOG_STORAGE = ("ibkr_assets.storage.dagster_sqlite", "PooledSqliteEventLogStorage")
+# The daemon fails runs stuck starting or cancelling; the default run launcher cannot check or
+# resume a worker, so no resume attempts (ibkr_assets/dead_runs.py covers the command's runs).
+RUN_MONITORING = {
+    "enabled": True,
+    "start_timeout_seconds": 180,
+    "cancel_timeout_seconds": 180,
+    "max_resume_run_attempts": 0,
+    "poll_interval_seconds": 60,
+}
 
 
 def instance_config(storage_dir: str) -> dict:
     """``dagster.yaml`` content with every storage under ``storage_dir`` (the layout of
-    Dagster's ``storage: sqlite``), the event log through ``PooledSqliteEventLogStorage``."""
+    Dagster's ``storage: sqlite``), the event log through ``PooledSqliteEventLogStorage``, run
+    monitoring on."""
     module, cls = EVENT_LOG_STORAGE
     return {
         "run_storage": {
@@ -34,6 +44,7 @@ def instance_config(storage_dir: str) -> dict:
             "class": "SqliteScheduleStorage",
             "config": {"base_dir": f"{storage_dir}/schedules"},
         },
+        "run_monitoring": dict(RUN_MONITORING),
         "telemetry": {"enabled": False},
     }
 
