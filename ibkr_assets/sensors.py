@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from ibkr_assets.domain.calendar import last_closed_session
 from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
 from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
@@ -67,7 +68,8 @@ def resolve_strategy_symbols(
 
     registry = SymbolRegistry(settings.lineage_url)
     registry.create_schema()
-    resolver = resolver_for(source, current_session(strategy.schedule.calendar))
+    # the last closed session: a session still open has no bar yet, and sources refuse it
+    resolver = resolver_for(source, last_closed_session(strategy.schedule.calendar))
     return resolve_symbols(
         symbols or strategy.symbols, registry=registry, resolver=resolver, source=source.name
     )

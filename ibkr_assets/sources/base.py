@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -22,6 +23,26 @@ class EmptyWindowError(MarketDataError):
 
 class SourceUnavailableError(MarketDataError):
     """The source could not be reached or answered with an error (broker down, pacing, ...)."""
+
+
+class PartitionRefusedError(Exception):
+    """A request for bars that must not be answered at all, raised before anything is fetched.
+
+    Not a ``MarketDataError``: it is not one symbol's data going wrong but a partition that
+    should not exist, so the step fails instead of recording the partition as blocked.
+    """
+
+
+class SymbolNotInStrategyError(PartitionRefusedError):
+    """The symbol is not one of the strategy's (e.g. typed as a new partition in the UI)."""
+
+
+class SessionNotClosedError(PartitionRefusedError):
+    """The session has not closed yet by the exchange calendar: its bar does not exist yet."""
+
+
+# Called with (symbol, end) before a source fetches anything; raises to refuse the request.
+FetchGuard = Callable[[str, dt.date], None]
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ibkr_assets.domain.bars import BarFormatError, normalize_bars, window_ending
-from ibkr_assets.sources.base import SourceUnavailableError, UnknownSymbolError
+from ibkr_assets.sources.base import FetchGuard, SourceUnavailableError, UnknownSymbolError
 
 
 class CsvFolderSource:
@@ -22,11 +22,14 @@ class CsvFolderSource:
     name = "csv"
     synthetic = False
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, guard: FetchGuard | None = None) -> None:
         self.folder = Path(folder)
+        self._guard = guard
         self._cache: dict[str, tuple[float, pd.DataFrame]] = {}
 
     def fetch_bars(self, symbol: str, end: dt.date, bars: int) -> pd.DataFrame:
+        if self._guard:
+            self._guard(symbol, end)
         return window_ending(self._read(symbol), end, bars)
 
     def symbols(self) -> list[str]:

@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from ibkr_assets.ibkr.adapter import IbkrAdapter
+from ibkr_assets.sources.base import FetchGuard
 
 
 class IbkrBarSource:
@@ -20,8 +21,9 @@ class IbkrBarSource:
     name: str = "ibkr"
     synthetic: bool = False
 
-    def __init__(self, adapter: IbkrAdapter) -> None:
+    def __init__(self, adapter: IbkrAdapter, guard: FetchGuard | None = None) -> None:
         self._adapter = adapter
+        self._guard = guard
 
     @property
     def adapter(self) -> IbkrAdapter:
@@ -29,6 +31,8 @@ class IbkrBarSource:
 
     def fetch_bars(self, symbol: str, end: dt.date, bars: int) -> pd.DataFrame:
         """At most ``bars`` daily bars for ``symbol`` dated on or before ``end``, oldest first."""
+        if self._guard:
+            self._guard(symbol, end)
         return self._adapter.daily_bars(symbol, end, bars)
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ibkr_assets.domain.bars import BAR_COLUMNS, normalize_bars
-from ibkr_assets.sources.base import SourceUnavailableError, UnknownSymbolError
+from ibkr_assets.sources.base import FetchGuard, SourceUnavailableError, UnknownSymbolError
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.tables import stock_data
@@ -27,7 +27,8 @@ class StockDataTableSource:
     name = "postgres"
     synthetic = False
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, guard: FetchGuard | None = None) -> None:
+        self._guard = guard
         self._safe_url = safe_url(url)
         self._engine = engine_for(url)
 
@@ -36,6 +37,8 @@ class StockDataTableSource:
 
     def fetch_bars(self, symbol: str, end: dt.date, bars: int) -> pd.DataFrame:
         """At most ``bars`` bars for ``symbol`` dated on or before ``end``, oldest first."""
+        if self._guard:
+            self._guard(symbol, end)
         if bars < 0:
             raise ValueError(f"bars must be >= 0, got {bars}")
         t = stock_data

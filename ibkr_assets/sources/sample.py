@@ -2,21 +2,23 @@
 
 Each symbol of the sample universe gets its own seeded random walk over the exchange sessions
 since ``ORIGIN``. The bar for a given day never depends on the requested end date, so a window
-for an earlier date is always a prefix of a later one (no look-ahead, reproducible replays).
+for an earlier date is always a prefix of a later one (no look-ahead, reproducible replays). A
+session that has not closed yet has no bar: asking for one is refused, never invented.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from ibkr_assets.domain.bars import empty_bars, normalize_bars, window_ending
-from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, sessions_between
-from ibkr_assets.sources.base import UnknownSymbolError
+from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, session_has_closed, sessions_between
+from ibkr_assets.sources.base import FetchGuard, SessionNotClosedError, UnknownSymbolError
 
 ORIGIN = dt.date(2015, 1, 2)
 
@@ -36,15 +38,31 @@ class SampleBarSource:
     name = "sample"
     synthetic = True
 
-    def __init__(self, calendar: str = DEFAULT_CALENDAR) -> None:
+    def __init__(
+        self,
+        calendar: str = DEFAULT_CALENDAR,
+        guard: FetchGuard | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        """``guard`` may refuse a request first; ``clock`` (an aware now) decides which sessions
+        have closed (default: the system clock)."""
         self.calendar = calendar
+        self._guard = guard
+        self._clock = clock
 
     def fetch_bars(self, symbol: str, end: dt.date, bars: int) -> pd.DataFrame:
+        if self._guard:
+            self._guard(symbol, end)
         if symbol not in SAMPLE_UNIVERSE:
             raise UnknownSymbolError(
                 f"unknown symbol {symbol!r} for the sample source (it knows "
                 f"{', '.join(sorted(SAMPLE_UNIVERSE))}); use the csv, postgres or ibkr source "
                 "for other symbols"
+            )
+        if not session_has_closed(end, self.calendar, self._clock() if self._clock else None):
+            raise SessionNotClosedError(
+                f"the sample source has no bar for {symbol!r} on {end}: that {self.calendar} "
+                "session has not closed yet"
             )
         if end < ORIGIN:
             return empty_bars()
