@@ -18,6 +18,7 @@ SECTIONS = {
     "indicators": "benchmarks.indicators_bench",
     "charts": "benchmarks.charts_bench",
     "workflow": "benchmarks.workflow_bench",
+    "verify": "benchmarks.verify_bench",
 }
 
 

@@ -4,6 +4,7 @@
 the last few trading sessions on the embedded default (no services), then prints the signals,
 the portfolio and where the results, lineage rows and artifacts are. ``ibkr-assets backfill``
 does the same for a date range of one strategy, as one fast run with a progress bar.
+``ibkr-assets verify`` checks that a strategy's record for a date range is true.
 """
 
 from __future__ import annotations
@@ -461,6 +462,39 @@ def _print_locations(settings) -> None:
     )
 
 
+def verify(args: argparse.Namespace) -> int:
+    """Check the record of one strategy and date range; 0 when it holds, 1 on any discrepancy."""
+    _use_dagster_instance()
+    _quiet_dagster_warnings()
+    import dagster as dg
+
+    from ibkr_assets.settings import load_settings
+    from ibkr_assets.verification.report import format_table
+    from ibkr_assets.verification.run import verify as run_verify
+
+    settings = load_settings()
+    try:
+        start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    except ValueError:
+        print(f"error: --start/--end must be dates like 2025-03-03: {args.start}, {args.end}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    chosen = _chosen_strategies(args.strategy, None, all_by_default=False)
+    if isinstance(chosen, str):
+        print(f"error: {chosen}", file=sys.stderr)
+        return 2
+    if end < start:
+        print(f"error: --end {end} is before --start {start}", file=sys.stderr)
+        return 2
+    ((strategy, _),) = chosen
+    instance = dg.DagsterInstance.get()
+    result = run_verify(
+        settings, strategy, start, end, instance=instance, delete_orphans=args.delete_orphans
+    )
+    print(format_table(result))
+    return 0 if result.ok else 1
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -493,6 +527,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_back.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_back.set_defaults(func=backfill)
+    p_verify = sub.add_parser(
+        "verify",
+        help="check a strategy's lineage, objects, Dagster events, orders and portfolio agree",
+    )
+    p_verify.add_argument("--start", required=True, help="first session, YYYY-MM-DD")
+    p_verify.add_argument("--end", required=True, help="last session, YYYY-MM-DD")
+    p_verify.add_argument(
+        "--strategy", help="a strategy id (needed when the strategies file has several)"
+    )
+    p_verify.add_argument(
+        "--delete-orphans",
+        action="store_true",
+        help="delete the objects no lineage row references (listed either way)",
+    )
+    p_verify.set_defaults(func=verify)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -17,6 +17,7 @@ from ibkr_assets.sensors import (
 )
 from ibkr_assets.settings import check_strategies, load_settings
 from ibkr_assets.strategies.config import StrategyConfig, load_strategies
+from ibkr_assets.verification.job import verify_job, verify_nightly
 
 
 def strategy_definitions(strategy: StrategyConfig) -> dg.Definitions:
@@ -43,6 +44,8 @@ def build_definitions() -> dg.Definitions:
             build_portfolio_automation_sensor(strategies),
         ],
         resources=build_resources(settings),
+        jobs=[verify_job],
+        schedules=[verify_nightly],
     )
     return dg.Definitions.merge(*(strategy_definitions(s) for s in strategies), shared)
 

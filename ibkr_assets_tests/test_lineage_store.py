@@ -346,6 +346,7 @@ def test_sql_folder_creates_exactly_the_tables_the_code_defines(
     import ibkr_assets.monitoring.run_failures
     import ibkr_assets.storage.order_records
     import ibkr_assets.storage.trading_tables
+    import ibkr_assets.storage.verification_runs
     import ibkr_assets.symbols  # noqa: F401 - importing registers the tables
 
     files = sorted(p.name for p in SQL_DIR.glob("*.sql") if "sample" not in p.name)

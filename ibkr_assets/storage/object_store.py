@@ -111,6 +111,19 @@ class LocalObjectStore:
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key under ``prefix`` (a folder such as ``trading-data/momentum/``)."""
+        top = self._path(prefix) if prefix.strip("/") else self.root
+        found = []
+        for folder, _dirs, files in os.walk(top):
+            rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
+            rel = "" if rel == "." else f"{rel}/"
+            found += [f"{rel}{name}" for name in files if not name.startswith(".tmp-")]
+        return sorted(found)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
 
 class S3ObjectStore:
     """Objects in one S3 bucket (AWS, MinIO or any S3 API at ``endpoint_url``).
@@ -184,3 +197,15 @@ class S3ObjectStore:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key under ``prefix``."""
+        self._ensure_bucket()
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def delete(self, key: str) -> None:
+        self._ensure_bucket()
+        self._client.delete_object(Bucket=self.bucket, Key=key)
