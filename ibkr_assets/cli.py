@@ -90,6 +90,9 @@ def demo(args: argparse.Namespace) -> int:
         plans.append((strategy, symbols, days))
     instance = dg.DagsterInstance.get()
     print(f"Dagster instance: {home}")
+    from ibkr_assets.dead_runs import fail_dead_runs
+
+    fail_dead_runs(instance)  # runs a killed command left STARTED are marked failed
     ok = True
     for strategy, symbols, days in plans:
         print(
@@ -127,7 +130,7 @@ def _print_outcomes(outcomes) -> None:
 
 def _lineage_rows(settings, run_ids: list[str]) -> list[dict] | None:
     """The lineage rows of these runs, or None (and a one-line reason) when they cannot be read."""
-    from ibkr_assets.runs import describe_exception
+    from ibkr_assets.errors import describe_exception
     from ibkr_assets.storage.lineage_store import LineageStore, safe_url
 
     try:
@@ -235,6 +238,9 @@ def backfill(args: argparse.Namespace) -> int:
     token = uuid.uuid4().hex[:12]
     total = weekdays * len(symbols) * 7 + weekdays  # 7 per-symbol assets, one portfolio per date
     print(f"Dagster instance: {home}")
+    from ibkr_assets.dead_runs import fail_dead_runs
+
+    fail_dead_runs(instance)  # runs a killed command left STARTED are marked failed
     print(
         f"Backfilling strategy '{strategy.id}' ({', '.join(symbols)}) from {start} to {end}: {weekdays} days "
         f"({len(sessions)} sessions) x {len(symbols)} symbols as one run, then the portfolio"
@@ -552,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (ConfigError, StrategyConfigError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        from ibkr_assets.runs import describe_exception
+        from ibkr_assets.errors import describe_exception
 
         print(f"error: {describe_exception(exc)}", file=sys.stderr)
         return 1

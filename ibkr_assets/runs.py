@@ -18,6 +18,7 @@ import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
 from ibkr_assets.dead_runs import run_process_tags
+from ibkr_assets.errors import first_line, one_line
 from ibkr_assets.jobs import portfolio_job_name, workflow_job_name
 from ibkr_assets.partitions import symbols_partition_name
 
@@ -149,33 +150,6 @@ def root_cause(error: SerializableErrorInfo) -> str:
             break
         error = inner
     return one_line(error.cls_name or "Error", error.message)
-
-
-def one_line(cls_name: str, message: str) -> str:
-    """``Class: first line of message``, without the module path Python puts before the class."""
-    text = first_line(message)
-    head, sep, rest = text.partition(": ")
-    if sep and (head == cls_name or head.endswith("." + cls_name)):
-        text = rest
-    text = text.removesuffix(":").strip()
-    return f"{cls_name}: {text}" if text else cls_name
-
-
-def first_line(text: str | None) -> str:
-    """The first non-blank line of ``text``, stripped."""
-    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
-
-
-def describe_exception(exc: BaseException) -> str:
-    """One line for an exception raised outside a run; a database error names the driver's
-    error, not SQLAlchemy's wrapper (whose message adds the statement and a link)."""
-    import sqlalchemy as sa
-
-    if isinstance(exc, sa.exc.SQLAlchemyError):
-        inner = getattr(exc, "orig", None)
-        inner = inner if isinstance(inner, BaseException) else exc
-        return "database: " + one_line(type(inner).__name__, str(inner))
-    return one_line(type(exc).__name__, str(exc))
 
 
 def failed_partitions(outcomes: list[RunOutcome], rows: list[dict]) -> dict[str, list[str]]:

@@ -178,3 +178,31 @@ def test_a_market_closed_day_values_positions_at_the_last_close(homes):
     held = [s for s in snaps.values() if s["positions"]]
     assert held, "the range must hold a position, or the holiday proves nothing"
     assert all(p["price"] != p["avg_cost"] for s in held for p in s["positions"])
+
+
+def test_two_backfills_of_one_strategy_at_once_place_each_order_once(tmp_path):
+    """Two commands started together: one holds the book, the other waits for it, finds every
+    session decided and places nothing; both succeed, and only one says ``placed``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IBKR_ASSETS_", "DAGSTER_"))}
+    env |= {"IBKR_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh")}
+    (tmp_path / "dh").mkdir()
+    command = [str(Path(sys.executable).parent / "ibkr-assets"), "backfill", "--no-progress",
+               "--start", START.isoformat(), "--end", MIDDLE.isoformat(), "--symbols", "AAPL,NVDA"]  # fmt: skip
+    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=600)[0] for p in both]
+    assert [p.returncode for p in both] == [0, 0], outputs[0][-1500:] + outputs[1][-1500:]
+
+    url = f"sqlite:///{tmp_path / 'home' / 'lineage.db'}"
+    rows = LineageStore(url).lineage_rows(step_name="order")
+    placed = [r for r in rows if r["output_data"].get("outcome") == "placed"]
+    assert placed, "the range must place orders, or the test proves nothing"
+    refs = [r["output_data"]["order_ref"] for r in placed]
+    assert len(refs) == len(set(refs))  # each order placed by one execution only
+    with engine_for(url).connect() as conn:
+        roles = conn.execute(sa.select(orders.c.order_ref, orders.c.role)).all()
+    assert len(roles) == len(set(roles)) and {r for r, _ in roles} == set(refs)

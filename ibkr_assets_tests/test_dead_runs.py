@@ -15,6 +15,9 @@ import yaml
 
 from ibkr_assets.dagster_home import instance_config, write_instance_config
 from ibkr_assets.dead_runs import PID_TAG, fail_dead_runs
+from ibkr_assets_tests import cli_runner
+
+run_cli = cli_runner.run_cli  # a fixture
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,3 +115,25 @@ def test_every_shipped_instance_configuration_monitors_runs(tmp_path):
     assert docker["run_monitoring"] == embedded["run_monitoring"]
     with_launcher = {**embedded, "run_launcher": docker["run_launcher"]}
     _loads_with_monitoring(with_launcher, tmp_path / "docker")
+
+
+def test_the_backfill_command_fails_the_runs_a_killed_command_left_started(
+    deployment, tmp_path, run_cli
+):
+    from ibkr_assets.dead_runs import HOST_TAG
+
+    deployment()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer exists
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        left = dg.DagsterRun(job_name="momentum_workflow_job", status=dg.DagsterRunStatus.STARTED,
+                             tags={HOST_TAG: __import__("socket").gethostname(), PID_TAG: str(gone.pid)})  # fmt: skip
+        instance.add_run(left)
+    code, out, err = run_cli(
+        "backfill", "--no-progress", "--start", "2025-03-14", "--end", "2025-03-14",
+        "--symbols", "AAPL",
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert left.run_id in out and str(gone.pid) in out
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert instance.get_run_by_id(left.run_id).status == dg.DagsterRunStatus.FAILURE

@@ -14,7 +14,6 @@ from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.helpers import (
     CSV_5_BARS,
     check_results,
-    failure_messages,
     job_name,
     key,
     node,
@@ -120,9 +119,18 @@ def test_partition_range_runs_as_one_run_and_records_every_partition(
     }
     materializations = result.asset_materializations_for_node(node("indicators"))
     assert {m.partition for m in materializations} == expected
-    # Each partition's event carries the range's metadata: counts, never a map over the range.
+    # Each partition's event carries its own facts; the range's totals are named run_*.
     assert all("lineage_row_ids" not in m.metadata for m in materializations)
-    assert {m.metadata["lineage_row_ids_count"].value for m in materializations} == {5}
+    assert {m.metadata["run_lineage_rows"].value for m in materializations} == {5}
+    for m in materializations:
+        assert (
+            m.metadata["lineage_row"].value == f"{result.run_id}/momentum/indicators/{m.partition}"
+        )
+        assert m.metadata["status"].value == "success"
+        assert m.metadata["object_uri"].value.endswith(".json")
+    closes = {m.partition: m.metadata["latest_price"].value
+              for m in result.asset_materializations_for_node(node("market_data"))}  # fmt: skip
+    assert len(set(closes.values())) == 5  # each day's own close, not the range's last
     for day in (10, 11, 12, 13, 14):
         assert (
             tmp_path / f"home/objects/trading-data/momentum/NVDA/raw/2025-03-{day}_sample.json"
@@ -155,7 +163,8 @@ def test_exchange_holiday_records_market_closed_and_nothing_downstream_acts(
     assert "not a XNYS trading session" in rows["market_data"]["output_data"]["note"]
     assert rows["indicators"]["status"] == "market_closed"
     assert rows["indicators"]["output_data"]["rows"] == 0
-    assert set(check_results(result).values()) == {True}
+    assert rows["market_data_quality"]["status"] == "market_closed"
+    assert check_results(result) == {}  # nothing to check on a closed day: no gate fails
 
 
 def _bad_csv(folder: Path) -> None:
@@ -165,23 +174,24 @@ def _bad_csv(folder: Path) -> None:
     (folder / "AAPL.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(lines) + "\n")
 
 
-def test_failed_quality_check_blocks_indicators_and_says_why(deployment, instance, tmp_path):
+def test_failed_quality_check_blocks_its_partition_downstream_and_says_why(
+    deployment, instance, tmp_path
+):
     _bad_csv(tmp_path / "csv")
     deployment(strategy=CSV_5_BARS, CSV_DIR=str(tmp_path / "csv"))
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
-    checks = check_results(result)
-    assert checks["ohlc_consistent"] is False
-    assert checks["positive_prices"] is True
+    assert result.success  # one bad partition never fails the step: it is blocked on its own
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["ohlc_consistent"].passed is False
+    assert evaluations["ohlc_consistent"].partition == "2025-03-14|AAPL"
+    assert "1 row(s)" in evaluations["ohlc_consistent"].description
+    assert evaluations["positive_prices"].passed is True
     assert result.asset_materializations_for_node(node("market_data"))
-    assert not [
-        e for e in result.all_events if e.is_successful_output and e.step_key == node("indicators")
-    ], "indicators must not run after a failed blocking check"
-    assert any("blocking asset check failed" in m and "ohlc_consistent" in m
-               for m in failure_messages(result))  # fmt: skip
     rows = {
         r["step_name"]: r for r in _store(tmp_path).lineage_rows(partition_key="2025-03-14|AAPL")
     }
-    assert "indicators" not in rows
+    assert rows["indicators"]["status"] == "blocked"
+    assert "quality gate failed: ohlc_consistent" in rows["indicators"]["error"]
     assert rows["market_data_quality"]["status"] == "error"
     assert "ohlc_consistent: 1 row(s)" in rows["market_data_quality"]["error"]
 
@@ -199,20 +209,26 @@ def test_indicators_alone_refuse_data_that_failed_a_gate(deployment, instance, t
     )
     result = job.execute_in_process(instance=instance, partition_key="2025-03-14|AAPL")
     assert result.success
-    (row,) = _store(tmp_path).lineage_rows(partition_key="2025-03-14|AAPL", step_name="indicators")
+    (row,) = _store(tmp_path).lineage_rows(
+        partition_key="2025-03-14|AAPL", step_name="indicators", execution_id=result.run_id
+    )
     assert row["status"] == "blocked"
     assert "quality gate failed: ohlc_consistent" in row["error"]
 
 
-def test_unknown_symbol_fails_the_step_with_a_clear_error_row(deployment, instance, tmp_path):
-    deployment()
+def test_unknown_symbol_is_blocked_with_a_clear_error_row(deployment, instance, tmp_path):
+    deployment(strategy={"symbols": ["AAPL", "GOOGG"]})  # listed, but the source has no GOOGG
     result = run_partitions(instance, symbol="GOOGG", start="2025-03-14")
-    assert not result.success
-    assert any("unknown symbol 'GOOGG'" in m for m in failure_messages(result))
-    (row,) = _store(tmp_path).lineage_rows(partition_key="2025-03-14|GOOGG")
-    assert row["status"] == "error"
-    assert row["error"].startswith("UnknownSymbolError: unknown symbol 'GOOGG'")
-    assert row["input_data"]["symbol"] == "GOOGG"
+    assert result.success  # one symbol's data never fails the step: its partition is blocked
+    rows = {
+        r["step_name"]: r for r in _store(tmp_path).lineage_rows(partition_key="2025-03-14|GOOGG")
+    }
+    assert rows["market_data"]["status"] == "error"
+    assert rows["market_data"]["error"].startswith("UnknownSymbolError: unknown symbol 'GOOGG'")
+    assert rows["market_data"]["input_data"]["symbol"] == "GOOGG"
+    assert rows["indicators"]["status"] == "blocked"
+    assert "unknown symbol 'GOOGG'" in rows["indicators"]["error"]
+    assert check_results(result) == {"required_columns": False}
 
 
 def test_rematerializing_keeps_the_old_rows_and_the_bytes_they_point_to(

@@ -121,10 +121,13 @@ def test_buy_becomes_a_bracket_fills_then_sell_closes_and_snapshots_balance(
     )
     assert snaps[DAYS[-1]]["realized_pnl"] == pytest.approx(cash_flow, abs=0.01)
     assert snaps[DAYS[-1]]["cash"] == pytest.approx(100_000 + cash_flow, abs=0.01)
-    meta = result.asset_materializations_for_node(node("portfolio_snapshot"))[-1].metadata
-    assert "positions" in meta and meta["equity"].value == pytest.approx(
-        snaps[DAYS[-1]]["equity"], abs=0.01
-    )
+    events = result.asset_materializations_for_node(node("portfolio_snapshot"))
+    for event in events:  # each date's page shows that date's account, not the range's last
+        assert event.metadata["equity"].value == pytest.approx(
+            snaps[event.partition]["equity"], abs=0.01
+        )
+    held = {e.partition: e.metadata["positions"].value.records for e in events}
+    assert held[DAYS[1]][0].data["symbol"] == "AAPL" and held[DAYS[-1]] == []
     artifact_types = {a["type"] for a in store.artifact_rows(type="portfolio")} | {
         a["type"] for a in store.artifact_rows(type="order")
     }

@@ -19,15 +19,15 @@ TAGS = {
 
 def test_reexecution_from_failure_updates_the_failed_row_in_place(deployment, instance, tmp_path):
     csv_dir = tmp_path / "csv"
-    csv_dir.mkdir()
     deployment(strategy=CSV_5_BARS, CSV_DIR=str(csv_dir))
     add_symbols(instance, ["AAPL"])
     job = dg.reconstructable(market_data_job)
 
     with dg.execute_job(job, instance=instance, tags=TAGS, run_config=IN_PROCESS) as first:
-        assert not first.success  # AAPL.csv does not exist yet
+        assert not first.success  # the csv folder does not exist yet: the source is down
         first_run_id = first.run_id
 
+    csv_dir.mkdir()
     lines = [f"2025-03-{d:02d},10,11,9,10,100" for d in (10, 11, 12, 13, 14)]
     (csv_dir / "AAPL.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(lines) + "\n")
     options = dg.ReexecutionOptions.from_failure(first_run_id, instance)
@@ -46,6 +46,6 @@ def test_reexecution_from_failure_updates_the_failed_row_in_place(deployment, in
     (previous,) = row["previous_attempts"]
     assert previous["status"] == "error"
     assert previous["run_id"] == first_run_id
-    assert "no AAPL.csv" in previous["error"]
+    assert "csv source folder" in previous["error"] and "does not exist" in previous["error"]
     steps = {r["step_name"] for r in store.lineage_rows(execution_id=first_run_id)}
     assert steps == {"market_data", "market_data_quality", "indicators"}

@@ -241,11 +241,15 @@ def test_partition_key_comes_from_the_partition_or_range_tags() -> None:
 
 
 @pytest.fixture
-def failed_run(deployment, instance: dg.DagsterInstance, tmp_path: Path) -> dg.DagsterRun:
-    """A market_data_job run for 2025-03-14|AAPL that failed: the csv folder has no AAPL.csv."""
-    empty = tmp_path / "csv"
-    empty.mkdir()
-    deployment(strategy={"market_data": {"source": "csv"}}, CSV_DIR=str(empty))
+def failed_run(
+    deployment, instance: dg.DagsterInstance, tmp_path: Path, closed_port: int
+) -> dg.DagsterRun:
+    """A market_data_job run for 2025-03-14|AAPL that failed: its bars' database is down (one
+    symbol's bad data would only block its partition; a source that is down fails the step)."""
+    deployment(
+        strategy={"market_data": {"source": "postgres"}},
+        STOCK_DATA_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port}/stocks",
+    )
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
@@ -291,7 +295,7 @@ def test_failed_run_is_recorded_once_per_failed_step(
         "2025-03-14|AAPL",
     )
     assert (row["step_key"], row["error_class"]) == ("momentum__market_data", "Failure")
-    assert "unknown symbol 'AAPL' for the csv source" in row["error"]
+    assert "postgres source: cannot read stock_data" in row["error"]
     assert (row["notified"], row["webhook_status"], row["strategy_id"]) == (False, None, "momentum")
     run_record = instance.get_run_record_by_id(failed_run.run_id)
     assert row["occurred_at"] == dt.datetime.fromtimestamp(run_record.end_time, UTC)
@@ -314,10 +318,10 @@ def test_webhook_is_told_once_and_its_answer_stored(
         "2025-03-14|AAPL",
     )
     [step] = payload["failures"]
-    assert step["step_key"] == "momentum__market_data" and "unknown symbol 'AAPL'" in step["error"]
+    assert step["step_key"] == "momentum__market_data" and "cannot read stock_data" in step["error"]
     assert payload["text"].startswith(
         f"momentum_market_data_job run {failed_run.run_id[:8]} failed (partition 2025-03-14|AAPL): "
-        "momentum__market_data: market_data failed for 1 partition(s): - 2025-03-14|AAPL: unknown symbol"
+        "momentum__market_data: market_data failed for 1 partition(s): - 2025-03-14|AAPL: postgres source"
     )
     [row] = RunFailureStore(sqlite_url).for_run(failed_run.run_id)
     assert (row["notified"], row["webhook_status"]) == (True, "200")
@@ -332,7 +336,7 @@ def test_unreachable_webhook_is_noted_and_does_not_break_the_sensor(
     _evaluate(sensor, instance, failed_run)
 
     [row] = RunFailureStore(sqlite_url).for_run(failed_run.run_id)
-    assert row["step_key"] == "momentum__market_data" and "unknown symbol" in row["error"]
+    assert row["step_key"] == "momentum__market_data" and "postgres source" in row["error"]
     assert row["notified"] is False
     assert row["webhook_status"].startswith("error: ") and TOKEN not in row["webhook_status"]
 

@@ -13,7 +13,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import by_partition, workflow_multi_asset
+from ibkr_assets.assets.defaults import workflow_multi_asset
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -172,19 +172,18 @@ class _ChartBook:
         )
 
     def output(self, timeframe: str) -> dg.Output:
-        """Write the timeframe's rows; its values in partition order, with their metadata."""
+        """The timeframe's values in partition order, with their metadata (the IO manager writes
+        the rows once it has stored the charts)."""
         name = f"{timeframe}_chart"
         ordered = {key: self.values[timeframe][key] for key in self.context.partition_keys}
-        row_ids = self.recorders[timeframe].flush()
-        metadata = _metadata(ordered, row_ids, self.refs[timeframe], name)
+        metadata = _metadata(ordered, self.refs[timeframe], name)
         return dg.Output(ordered, output_name=name, metadata=metadata)
 
 
-def _metadata(values, row_ids, refs, name) -> dict:
+def _metadata(values, refs, name) -> dict:
     meta: dict = {
         "partitions": len(values),
         "charts": sum(isinstance(v, ChartImage) for v in values.values()),
-        **by_partition("lineage_row_ids", row_ids, len(values)),
     }
     if len(values) == 1:
         ((key, value),) = values.items()

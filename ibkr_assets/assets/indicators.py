@@ -4,11 +4,13 @@ import time
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.assets.quality_checks import report_for
+from ibkr_assets.domain.bars import empty_bars
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.indicators import compute_indicators, latest_values, only_indicators
 from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
@@ -19,7 +21,7 @@ def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
     @workflow_asset(strategy, name="indicators", kinds={"pandas"})
     def indicators(
         context: dg.AssetExecutionContext,
-        market_data: dict[str, MarketDataWindow],
+        market_data: dict,  # MarketDataWindow, or Skipped where the source failed
         market_data_source: MarketDataResource,
         object_store: ObjectStoreResource,
         lineage: LineageResource,
@@ -62,14 +64,12 @@ def _materialize(
             duration_ms=int((time.perf_counter() - started) * 1000),
         )
         results[key] = result
-    row_ids = recorder.flush()
     blocked = {k: r.reason for k, r in results.items() if r.status == "blocked"}
     if blocked:
         context.log.warning(f"indicators blocked for {len(blocked)} partition(s): {blocked}")
     meta: dict = {
         "partitions": len(results),
         "blocked": dg.MetadataValue.json(blocked),
-        **by_partition("lineage_row_ids", row_ids, len(results)),
     }
     if len(results) == 1:
         (only,) = results.values()
@@ -78,8 +78,11 @@ def _materialize(
 
 
 def _indicators_for(
-    window: MarketDataWindow, cfg: MarketDataResource, wanted: list[str]
+    window: MarketDataWindow | Skipped, cfg: MarketDataResource, wanted: list[str]
 ) -> IndicatorSet:
+    if isinstance(window, Skipped):  # its source failed: nothing to compute
+        return IndicatorSet(window.symbol, window.as_of, empty_bars(), status="blocked",
+                            reason=window.reason)  # fmt: skip
     empty = window.bars.iloc[0:0]
     if not window.is_tradable:
         return IndicatorSet(

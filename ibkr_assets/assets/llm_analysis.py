@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.analyst import AnalystResource
@@ -196,7 +196,6 @@ def _materialize(
             mlflow_run_id=run_id,
             mlflow_experiment_id=tracker.experiment_id(strategy_id, request.symbol),
         )
-    row_ids = recorder.flush()
     if misses:
         raise dg.Failure(
             description="replay mode: no stored response for "
@@ -216,7 +215,6 @@ def _materialize(
             "provider": chosen.provider,
             "model": chosen.model,
             "template": f"{template.id} v{template.version}",
-            **by_partition("lineage_row_ids", row_ids, len(values)),
         },
     )
 

@@ -6,16 +6,18 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.assets.quality_checks import quality_check_results, quality_check_specs
-from ibkr_assets.domain.bars import empty_bars, window_ending
+from ibkr_assets.domain.bars import BarFormatError, empty_bars, window_ending
 from ibkr_assets.domain.calendar import is_session, sessions_between
 from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.domain.skipped import Skipped
+from ibkr_assets.errors import describe_exception
 from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
-from ibkr_assets.sources.base import EmptyWindowError, MarketDataError
+from ibkr_assets.sources.base import EmptyWindowError, MarketDataError, SourceUnavailableError
 from ibkr_assets.strategies.config import StrategyConfig
 
 
@@ -28,12 +30,14 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
         market_data_source: MarketDataResource,
         object_store: ObjectStoreResource,
         lineage: LineageResource,
-    ) -> Iterator[dg.Output[dict[str, MarketDataWindow]] | dg.AssetCheckResult]:
+    ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
         """Daily OHLCV bars ending at the partition date (never a bar after it), then the
-        blocking quality gates on them.
+        quality gates on them, per partition.
 
         A date that is not an exchange session materializes as ``market_closed``: no bars, and
-        nothing downstream acts on it.
+        nothing downstream acts on it. A symbol whose source fails (unknown, no history, a
+        broken file) is ``blocked`` with the cause, and the rest of the range goes on; a source
+        that cannot be reached at all fails the step.
         """
         source = market_data_source.for_strategy(strategy)
         output = _materialize(context, source, object_store, lineage, strategy.id)
@@ -57,7 +61,7 @@ def _materialize(
         market_data_source.calendar,
     )
     recorder = lineage.recorder(context, "market_data", strategy_id)
-    windows: dict[str, MarketDataWindow] = {}
+    windows: dict[str, MarketDataWindow | Skipped] = {}
     failures: dict[str, str] = {}
     for key in context.partition_keys:
         day_text, symbol = split_key(key)
@@ -72,16 +76,16 @@ def _materialize(
         started = time.perf_counter()
         try:
             window = _fetch(source, symbol, day, market_data_source)
-        except MarketDataError as exc:
+        except SourceUnavailableError as exc:  # the whole source is down: the step fails
             failures[key] = str(exc)
-            recorder.add(
-                key,
-                status="error",
-                input_data=request,
-                output_data={},
-                error=f"{type(exc).__name__}: {exc}",
-                duration_ms=_ms(started),
-            )
+            recorder.add(key, status="error", input_data=request, output_data={},
+                         error=describe_exception(exc), duration_ms=_ms(started))  # fmt: skip
+            continue
+        except (MarketDataError, BarFormatError) as exc:  # this symbol's data: its partition
+            windows[key] = Skipped(symbol, day, "blocked", f"source: {describe_exception(exc)}")
+            ref = object_ref(object_store, strategy_id, "market_data", key, windows[key])
+            recorder.add(key, status="error", input_data=request, output_data={"object": ref},
+                         error=describe_exception(exc), duration_ms=_ms(started))  # fmt: skip
             continue
         ref = object_ref(object_store, strategy_id, "market_data", key, window)
         summary = window.summary()
@@ -102,14 +106,13 @@ def _materialize(
             metadata=summary,
         )
         windows[key] = window
-    row_ids = recorder.flush()
     if failures:
         lines = "\n".join(f"- {k}: {msg}" for k, msg in failures.items())
         raise dg.Failure(
             description=f"market_data failed for {len(failures)} partition(s):\n{lines}",
             metadata={"failed_partitions": dg.MetadataValue.json(failures)},
         )
-    return dg.Output(windows, metadata=_metadata(windows, row_ids))
+    return dg.Output(windows, metadata=_metadata(windows))
 
 
 class PrefetchedSource:
@@ -134,7 +137,7 @@ class PrefetchedSource:
                 self.histories[symbol] = source.fetch_bars(
                     symbol, last, lookback + len(sessions_between(first, last, calendar))
                 )
-            except MarketDataError as exc:
+            except (MarketDataError, BarFormatError) as exc:
                 self.errors[symbol] = exc
 
     def fetch_bars(self, symbol: str, end: dt.date, bars: int):
@@ -165,17 +168,19 @@ def _fetch(source, symbol: str, day: dt.date, cfg: MarketDataResource) -> Market
     return MarketDataWindow(**common, requested_bars=cfg.lookback_bars, bars=bars, note=note)
 
 
-def _metadata(windows: dict[str, MarketDataWindow], row_ids: dict[str, int]) -> dict:
-    summaries = {k: w.summary() for k, w in windows.items()}
+def _metadata(windows: dict[str, MarketDataWindow | Skipped]) -> dict:
+    summaries = {k: w.summary() for k, w in windows.items() if not isinstance(w, Skipped)}
     meta: dict = {
         "partitions": len(windows),
+        "source_errors": dg.MetadataValue.json(
+            {k: w.reason for k, w in windows.items() if isinstance(w, Skipped)}
+        ),
         "rows": sum(s["bars_count"] for s in summaries.values()),
         "market_closed": dg.MetadataValue.json(
             sorted(k for k, s in summaries.items() if s["status"] == "market_closed")
         ),
-        **by_partition("lineage_row_ids", row_ids, len(windows)),
     }
-    if len(windows) == 1:
+    if len(windows) == 1 and summaries:
         (summary,) = summaries.values()
         meta |= {
             "source": summary["source"],

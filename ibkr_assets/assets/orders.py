@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.brokers.base import Broker
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -91,7 +91,6 @@ def _materialize(
                 values[key] = _order_for(
                     context, key, trading_signal[key], session, broker, recorder, object_store
                 )
-    row_ids = recorder.flush()
     outcomes = [v for v in values.values() if isinstance(v, OrderOutcome)]
     blocked = [v for v in values.values() if isinstance(v, Skipped) and v.status == "blocked"]
     return dg.Output(
@@ -103,7 +102,6 @@ def _materialize(
             "blocked": len(blocked),
             "kill_switch_blocked": sum(b.reason.startswith("kill switch") for b in blocked),
             "modes": dg.MetadataValue.json(sorted({o.mode for o in outcomes})),
-            **by_partition("lineage_row_ids", row_ids, len(values)),
         },
     )
 
@@ -176,6 +174,7 @@ def _order_for(
                 "object": object_ref(object_store, strategy, "order", key, signal),
             },
             metadata={"mode": mode},
+            error=signal.reason if signal.status == "blocked" else None,
         )
         return signal
     assert isinstance(signal, TradingSignal)
@@ -222,8 +221,7 @@ def _order_for(
     except Exception as exc:
         recorder.add(key, status="error", input_data=inputs, output_data={}, error=f"{type(exc).__name__}: {exc}",
                      metadata={"mode": mode})  # fmt: skip
-        recorder.flush()
-        raise
+        raise  # the step's failure records the other partitions
     made = placement.decision
     # The object is the decision as made (the same bytes on every rerun); what this execution
     # did with it (placed now, found already decided, reconciled) goes in its row.

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import by_partition, workflow_asset
+from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
 from ibkr_assets.domain.skipped import Skipped
@@ -117,7 +117,6 @@ def _materialize(
                     output_data={},
                     error="; ".join(problems),
                 )
-                recorder.flush()
                 raise PortfolioInvariantError(f"portfolio {day_key}: " + "; ".join(problems))
             if simulator is not None:
                 simulator.record_snapshot(snap)
@@ -125,9 +124,8 @@ def _materialize(
             _record(
                 day_key, snap, order, made_by, inputs, strategy_id, tracker, recorder, object_store
             )
-    row_ids = recorder.flush()
     snapshots = {k: v for k, v in values.items() if isinstance(v, PortfolioSnapshot)}
-    return dg.Output(values, metadata=_metadata(snapshots, row_ids, len(values)))
+    return dg.Output(values, metadata=_metadata(context, snapshots, len(values)))
 
 
 def _order_runs(
@@ -225,44 +223,48 @@ def _record(
     )
 
 
-def _metadata(values: dict[str, PortfolioSnapshot], row_ids: dict, partitions: int) -> dict:
-    meta: dict = {
-        "partitions": partitions,
-        "not_computed": partitions - len(values),
-        **by_partition("lineage_row_ids", row_ids, partitions),
-    }
-    if values:
-        last = values[max(values)]
-        meta |= {
-            "equity": round(last.equity, 2),
-            "cash": round(last.cash, 2),
-            "market_value": round(last.market_value, 2),
-            "realized_pnl": round(last.realized_pnl, 2),
-            "unrealized_pnl": round(last.unrealized_pnl, 2),
-            "positions": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord(
-                        {
-                            "symbol": p.symbol,
-                            "quantity": p.quantity,
-                            "avg_cost": round(p.avg_cost, 4),
-                            "price": round(p.price, 4),
-                            "market_value": round(p.market_value, 2),
-                            "unrealized_pnl": round(p.unrealized_pnl, 2),
-                        }
-                    )
-                    for p in last.positions
-                ],
-                schema=dg.TableSchema(
-                    columns=[
-                        dg.TableColumn("symbol", "string"),
-                        dg.TableColumn("quantity", "int"),
-                        dg.TableColumn("avg_cost", "float"),
-                        dg.TableColumn("price", "float"),
-                        dg.TableColumn("market_value", "float"),
-                        dg.TableColumn("unrealized_pnl", "float"),
-                    ]
-                ),
-            ),
-        }
+def _metadata(
+    context: dg.AssetExecutionContext, values: dict[str, PortfolioSnapshot], partitions: int
+) -> dict:
+    """The run's counts, and each snapshot's own figures on its own date's materialization."""
+    meta: dict = {"partitions": partitions, "not_computed": partitions - len(values)}
+    if partitions == 1:
+        return meta | {k: v for snap in values.values() for k, v in _figures(snap).items()}
+    for day_key, snap in values.items():
+        context.add_asset_metadata(_figures(snap), partition_key=day_key)
     return meta
+
+
+def _figures(snap: PortfolioSnapshot) -> dict:
+    return {
+        "equity": round(snap.equity, 2),
+        "cash": round(snap.cash, 2),
+        "market_value": round(snap.market_value, 2),
+        "realized_pnl": round(snap.realized_pnl, 2),
+        "unrealized_pnl": round(snap.unrealized_pnl, 2),
+        "positions": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {
+                        "symbol": p.symbol,
+                        "quantity": p.quantity,
+                        "avg_cost": round(p.avg_cost, 4),
+                        "price": round(p.price, 4),
+                        "market_value": round(p.market_value, 2),
+                        "unrealized_pnl": round(p.unrealized_pnl, 2),
+                    }
+                )
+                for p in snap.positions
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("symbol", "string"),
+                    dg.TableColumn("quantity", "int"),
+                    dg.TableColumn("avg_cost", "float"),
+                    dg.TableColumn("price", "float"),
+                    dg.TableColumn("market_value", "float"),
+                    dg.TableColumn("unrealized_pnl", "float"),
+                ]
+            ),
+        ),
+    }

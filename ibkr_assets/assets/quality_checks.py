@@ -1,19 +1,29 @@
-"""Blocking quality gates on ``market_data``: a failed gate stops ``indicators`` for the run.
+"""Quality gates on ``market_data``: a failed gate stops everything downstream of its partition.
 
-Each gate of ``domain.quality.GATES`` is its own asset check so the UI shows which one failed.
-The ``market_data`` step evaluates them on the windows it has just made (no second step, no
-second load): its output is stored, then a failed gate fails the step, so nothing downstream
-runs. In a range run a gate fails when any partition fails it; its metadata names those
-partitions.
+Each gate of ``domain.quality.GATES`` is its own asset check, partitioned like the asset, so the
+UI's Checks and Partitions tabs show which gate failed for which partition. The ``market_data``
+step evaluates them on the windows it has just made and stored (no second step, no second load)
+and reports one result per gate and partition. A failed gate blocks only its own partition:
+``indicators`` refuses it (status ``blocked``), and the rest of a range goes on. Dagster's own
+``blocking`` flag would fail the whole step, and with it every partition of the range, so the
+checks are declared non-blocking and the blocking is done per partition by the graph.
 """
 
 from collections.abc import Iterator
 
 import dagster as dg
 
+# The one semi-internal Dagster name the project uses: without a target materialization, a
+# partition's check result is recorded but not shown as that partition's current status.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
 from ibkr_assets.domain.market_data import MarketDataWindow
 from ibkr_assets.domain.quality import GATES, QualityReport, validate_window
+from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.partitions import strategy_partitions
+from ibkr_assets.resources.io_manager import latest_materializations
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.strategies.config import StrategyConfig
@@ -30,8 +40,9 @@ GATE_DESCRIPTIONS = {
 }
 
 
-def report_for(window: MarketDataWindow, cfg: MarketDataResource) -> QualityReport | None:
-    """The quality verdict for one partition, or None when the market was closed."""
+def report_for(window: MarketDataWindow | Skipped, cfg: MarketDataResource) -> QualityReport | None:
+    """The quality verdict for one partition, or None when the market was closed (or there are
+    no bars to judge)."""
     if not window.is_tradable:
         return None
     return validate_window(
@@ -49,8 +60,8 @@ def quality_check_specs(strategy: StrategyConfig) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             name=gate,
             asset=asset_key,
-            description=GATE_DESCRIPTIONS[gate],
-            blocking=True,
+            description=f"{GATE_DESCRIPTIONS[gate]} (a failure blocks its partition downstream)",
+            blocking=False,
             partitions_def=strategy_partitions(strategy.id),
         )
         for gate in GATES
@@ -59,16 +70,28 @@ def quality_check_specs(strategy: StrategyConfig) -> list[dg.AssetCheckSpec]:
 
 def quality_check_results(
     context: dg.AssetExecutionContext,
-    market_data: dict[str, MarketDataWindow],
+    market_data: dict[str, MarketDataWindow | Skipped],
     market_data_source: MarketDataResource,
     lineage: LineageResource,
     strategy_id: str,
-) -> Iterator[dg.AssetCheckResult]:
-    """Each gate's verdict over the step's windows; each partition's report as a lineage row."""
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """Each gate's verdict for each partition, aimed at the materialization just stored; each
+    partition's report as a lineage row. A partition without bars (its source failed) fails
+    ``required_columns`` with the source's error; a market-closed one is not checked."""
+    asset_key = dg.AssetKey([strategy_id, "market_data"])
     recorder = lineage.recorder(context, "market_data_quality", strategy_id)
-    reports: dict[str, QualityReport] = {}
+    stored = latest_materializations(context.instance, asset_key, list(market_data))
+    failed_by_gate: dict[str, int] = dict.fromkeys(GATES, 0)
     for key, window in market_data.items():
         report = report_for(window, market_data_source)
+        target = _target(stored.get(key), context.run.run_id)
+        if isinstance(window, Skipped):
+            failed_by_gate["required_columns"] += 1
+            recorder.add(key, status="error", input_data={"market_data": window.summary()},
+                         output_data={"passed": False}, error=window.reason)  # fmt: skip
+            yield _evaluation(asset_key, "required_columns", key, target, False,
+                              f"no bars to check: {window.reason}")  # fmt: skip
+            continue
         if report is None:
             recorder.add(
                 key,
@@ -77,7 +100,6 @@ def quality_check_results(
                 output_data={"passed": True, "note": window.note},
             )
             continue
-        reports[key] = report
         recorder.add(
             key,
             status="success" if report.passed else "error",
@@ -85,27 +107,39 @@ def quality_check_results(
             output_data=report.to_json(),
             error=None if report.passed else report.reason(),
         )
+        for gate in report.gates:
+            failed_by_gate[gate.name] += not gate.passed
+            detail = gate.detail if not gate.passed else GATE_DESCRIPTIONS[gate.name]
+            yield _evaluation(asset_key, gate.name, key, target, gate.passed, detail,
+                              gate.examples)  # fmt: skip
     recorder.flush()
-    for index, gate in enumerate(GATES):
-        failed = {k: r.gates[index] for k, r in reports.items() if not r.gates[index].passed}
-        yield dg.AssetCheckResult(
-            asset_key=dg.AssetKey([strategy_id, "market_data"]),
-            check_name=gate,
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=_describe(gate, failed, len(market_data)),
-            metadata={
-                "partitions_checked": len(reports),
-                "partitions_market_closed": len(market_data) - len(reports),
-                "failed_partitions": dg.MetadataValue.json(
-                    {k: {"detail": g.detail, "examples": g.examples} for k, g in failed.items()}
-                ),
-            },
+    failed = {g: n for g, n in failed_by_gate.items() if n}
+    if failed:
+        context.log.warning(f"quality gates failed (partitions per gate): {failed}")
+    for gate in GATES:  # each check's output; its results are the evaluations above
+        check_key = dg.AssetCheckKey(asset_key, gate)
+        yield dg.Output(
+            None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
         )
 
 
-def _describe(gate: str, failed: dict, total: int) -> str:
-    if not failed:
-        return f"{GATE_DESCRIPTIONS[gate]}: passed for {total} partition(s)"
-    first_key, first = next(iter(failed.items()))
-    return f"{gate} failed for {len(failed)} partition(s), e.g. {first_key}: {first.detail}"
+def _target(record, run_id: str) -> AssetCheckEvaluationTargetMaterializationData | None:
+    if record is None or record.run_id != run_id:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+
+
+def _evaluation(asset_key, gate, key, target, passed, detail, examples=()):
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=gate,
+        passed=passed,
+        partition=key,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=detail,
+        metadata={"examples": dg.MetadataValue.json(list(examples))} if examples else {},
+        target_materialization_data=target,
+        blocking=False,
+    )

@@ -132,7 +132,6 @@ def _materialize(
             mlflow_run_id=run_id,
             mlflow_experiment_id=tracker.experiment_id(strategy_id, signal.symbol),
         )
-    row_ids = recorder.flush()
     signals = [v for v in values.values() if isinstance(v, TradingSignal)]
     meta: dict = {
         "partitions": len(values),
@@ -141,7 +140,6 @@ def _materialize(
         ),
         "actionable": sum(s.is_actionable for s in signals),
         "not_final": sum(not s.decision_final for s in signals),
-        **by_partition("lineage_row_ids", row_ids, len(values)),
     }
     meta |= by_partition("mlflow_run_ids", mlflow_runs, len(values))
     if len(values) == 1 and signals:

@@ -10,25 +10,22 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, last_session_on_or_before
+from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, last_closed_session
 from ibkr_assets.domain.commissions import CommissionModel
 from ibkr_assets.domain.sizing import RiskLimits
 from ibkr_assets.resources.strategy_copies import copy_for_strategy
 from ibkr_assets.storage.book_lock import book_lock
 from ibkr_assets.strategies.config import StrategyConfig
 
-NEW_YORK = ZoneInfo("America/New_York")
-
 
 def current_session(calendar: str = DEFAULT_CALENDAR, now: dt.datetime | None = None) -> dt.date:
-    """The latest session on or before today in New York."""
-    today = (now or dt.datetime.now(NEW_YORK)).astimezone(NEW_YORK).date()
-    return last_session_on_or_before(today, calendar)
+    """The session orders are decided for now: the latest one that has closed (its bars exist,
+    and its orders execute from the next open). Anything earlier is history: a backtest."""
+    return last_closed_session(calendar, now)
 
 
 class BrokerResource(dg.ConfigurableResource):

@@ -29,6 +29,7 @@ from typing import Any
 import dagster as dg
 
 from ibkr_assets.partitions import split_any
+from ibkr_assets.resources.lineage import commit_step, fail_step
 from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.storage import layout
 from ibkr_assets.storage.object_store import ObjectStore, get_verified, put_versioned
@@ -95,9 +96,35 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         missing = [k for k in expected if k not in obj]
         if missing:
             raise dg.Failure(f"asset {asset} returned no value for partition(s) {missing[:5]}")
+        try:
+            versions, manifest = self._store(context, strategy_id, asset, obj, expected)
+        except Exception as exc:
+            fail_step(context.run_id, [context.asset_key], exc)  # no row points at a lost object
+            raise
+        row_ids = commit_step(context.run_id, context.asset_key)  # now the rows can say so
+        _MEMORY.wrote(context.run_id, context.asset_key, versions)
+        single = len(expected) == 1  # a range's totals are named run_*, as in per_partition
+        context.add_output_metadata(
+            {
+                "objects" if single else "run_objects": len(versions),
+                VERSIONS_METADATA_KEY: dg.MetadataValue.json(
+                    {**manifest.to_json(), "version_key": manifest.version_key}
+                ),
+                **(
+                    {"lineage_row_ids": dg.MetadataValue.json(row_ids)}
+                    if single
+                    else {"run_lineage_rows": len(row_ids)}
+                ),
+            }
+        )
+
+    def _store(
+        self, context, strategy_id: str, asset: str, obj: Mapping[str, Any], keys: list[str]
+    ):
+        """Every partition's immutable version, then the step's manifest of them."""
         store = self.object_store.get_store()
         versions: dict[str, dict[str, Any]] = {}
-        for key in expected:
+        for key in keys:
             day, symbol = split_any(key)
             planned = layout.plan(strategy_id, asset, symbol, day, obj[key])
             stored = put_versioned(store, planned.key, planned.data, planned.content_type)
@@ -108,15 +135,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
             json.dumps(versions, sort_keys=True, separators=(",", ":")).encode(),
             "application/json",
         )
-        _MEMORY.wrote(context.run_id, context.asset_key, versions)
-        context.add_output_metadata(
-            {
-                "objects": len(versions),
-                VERSIONS_METADATA_KEY: dg.MetadataValue.json(
-                    {**manifest.to_json(), "version_key": manifest.version_key}
-                ),
-            }
-        )
+        return versions, manifest
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
         _, asset = _strategy_and_asset(context.asset_key)

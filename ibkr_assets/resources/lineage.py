@@ -1,19 +1,26 @@
 """The lineage resource: ``workflow_lineage`` and ``artifacts`` rows in SQLite or PostgreSQL.
 
-Assets use ``StepRecorder`` to collect one row per partition of their step and write them in
-one batch at the end (one transaction, whatever the size of the range).
+Assets use ``StepRecorder`` to collect one row per partition of their step. The rows are written
+in one batch (one transaction, whatever the size of the range) by the IO manager, right after it
+has durably stored the step's objects (``commit_step``): a row never says ``success`` for an
+object that is not in the store. A step that fails instead, in the asset or while storing, gets
+an ``error`` row with the cause for each of its partitions (``fail_step``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from ibkr_assets.domain.steps import step_number
+from ibkr_assets.errors import describe_exception
 from ibkr_assets.partitions import split_any
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
@@ -45,7 +52,11 @@ class LineageResource(dg.ConfigurableResource):
 
 
 class StepRecorder:
-    """Lineage and artifact rows for one step of one run, written together by ``flush``."""
+    """Lineage and artifact rows for one asset of one step of one run.
+
+    The IO manager writes them once the asset's objects are stored (``commit_step``); rows with
+    no object (checks) are written by ``flush``.
+    """
 
     def __init__(
         self,
@@ -70,6 +81,9 @@ class StepRecorder:
         self._rows: dict[str, LineageRecord] = {}
         self._artifacts: list[ArtifactRecord] = []
         self._started = time.perf_counter()
+        self.partition_keys = list(context.partition_keys)
+        with _OPEN_LOCK:
+            _OPEN[(run.run_id, asset_key or context.asset_key)] = self
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self._started) * 1000)
@@ -109,7 +123,10 @@ class StepRecorder:
         )
 
     def flush(self) -> dict[str, int]:
-        """Write every collected row; returns the lineage row id of each partition."""
+        """Write every collected row now; returns the lineage row id of each partition."""
+        with _OPEN_LOCK:  # written now: nothing left for the IO manager or a failure
+            for open_key in [k for k, r in _OPEN.items() if r is self]:
+                del _OPEN[open_key]
         keys = list(self._rows)
         ids = self.store.record_steps([self._rows[k] for k in keys]) if keys else []
         if self._artifacts:
@@ -117,6 +134,93 @@ class StepRecorder:
         self._rows.clear()
         self._artifacts.clear()
         return dict(zip(keys, ids, strict=True))
+
+    def partition_metadata(self) -> dict[str, dict[str, Any]]:
+        """Each partition's own facts for its materialization: status, error, the lineage row's
+        natural key and the row's headline values (a range run's events would otherwise all
+        show the range's)."""
+        out = {}
+        for key, row in self._rows.items():
+            meta: dict[str, Any] = {"status": row.status, "lineage_row": _row_key(row)}
+            if row.error:
+                meta["error"] = row.error
+            data = row.output_data
+            meta |= {
+                f: data[f]
+                for f in HEADLINE_FIELDS
+                if isinstance(data.get(f), str | int | float | bool)
+            }
+            if isinstance(data.get("object"), dict) and "uri" in data["object"]:
+                meta["object_uri"] = data["object"]["uri"]
+            out[key] = meta
+        return out
+
+    def fail(self, error: str) -> None:
+        """Write an ``error`` row for every partition of the step: the rows collected so far keep
+        their inputs (and their own error, if they had one) but point at no object; partitions
+        not reached yet get a row that says only why. Artifact rows are dropped."""
+        rows = []
+        for key in self.partition_keys:
+            row = self._rows.get(key)
+            if row is None:
+                self.add(key, status="error", input_data={}, output_data={}, error=error)
+                rows.append(self._rows[key])
+            elif row.status == "error":
+                rows.append(row)
+            else:
+                output = {k: v for k, v in row.output_data.items() if k != "object"}
+                rows.append(replace(row, status="error", error=error, output_data=output))
+        self._rows.clear()
+        self._artifacts.clear()
+        self.store.record_steps(rows)
+
+
+HEADLINE_FIELDS = (
+    "latest_price", "bars_count", "start_date", "end_date", "reason", "action", "confidence",
+    "is_actionable", "decision_final", "valid", "final", "cache_hit", "cost_usd", "decision",
+    "outcome", "mode", "equity", "cash", "market_value", "realized_pnl", "unrealized_pnl",
+)  # fmt: skip
+
+
+def _row_key(row: LineageRecord) -> str:
+    return f"{row.execution_id}/{row.strategy_id}/{row.step_name}/{row.partition_key}"
+
+
+def open_recorder(run_id: str, asset_key: dg.AssetKey) -> StepRecorder | None:
+    """The recorder of ``asset_key``'s step in ``run_id`` whose rows are not written yet."""
+    with _OPEN_LOCK:
+        return _OPEN.get((run_id, asset_key))
+
+
+_OPEN: dict[tuple[str, dg.AssetKey], StepRecorder] = {}  # this process's steps, not yet written
+_OPEN_LOCK = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+def commit_step(run_id: str, asset_key: dg.AssetKey) -> dict[str, int]:
+    """Write the rows of ``asset_key``'s step in ``run_id`` (the IO manager calls this once the
+    step's objects are stored); the lineage row id of each partition."""
+    with _OPEN_LOCK:
+        recorder = _OPEN.pop((run_id, asset_key), None)
+    return recorder.flush() if recorder else {}
+
+
+def fail_step(run_id: str, asset_keys: list[dg.AssetKey], exc: BaseException) -> None:
+    """Record ``exc`` as the error of every partition of the step's assets, then forget them.
+
+    A failure to write (the database is what failed) is logged, never raised over ``exc``.
+    """
+    error = describe_exception(exc)
+    for asset_key in asset_keys:
+        with _OPEN_LOCK:
+            recorder = _OPEN.pop((run_id, asset_key), None)
+        if recorder is None:
+            continue
+        try:
+            recorder.fail(error)
+        except Exception as write_error:  # noqa: BLE001 - the step's own error wins
+            _log.warning("could not record the failure of %s: %s", asset_key.to_user_string(),
+                         describe_exception(write_error))  # fmt: skip
 
 
 def _code_version(context: Any, asset_key: dg.AssetKey | None) -> str | None:

@@ -65,7 +65,10 @@ def _analysis_decoder(symbol: str, day: dt.date, payload: dict) -> Any:
 
 LAYOUTS: dict[str, AssetLayout] = {
     "market_data": AssetLayout(
-        key=lambda symbol, day, value: f"trading-data/{symbol}/raw/{day}_{value.source}.json",
+        # a partition whose source failed has no source name: its marker is ``{day}_.skipped.json``
+        key=lambda symbol, day, value: (
+            f"trading-data/{symbol}/raw/{day}_{getattr(value, 'source', '')}.json"
+        ),
         decode=_json_decoder(MarketDataWindow),
     ),
     "indicators": AssetLayout(
