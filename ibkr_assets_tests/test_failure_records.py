@@ -88,6 +88,16 @@ def test_one_bad_symbol_and_one_bad_day_are_blocked_and_the_range_goes_on(
     assert signals[f"{DAYS[0]}|MSFT"]["reason"].value  # why an order was (not) placed
     assert "run_partitions" not in signals[f"{DAYS[0]}|MSFT"]  # totals are named run_*
 
+    # the verifier agrees with a record that holds failed and blocked partitions
+    from ibkr_assets.settings import load_settings
+    from ibkr_assets.strategies.config import load_strategies
+    from ibkr_assets.verification.run import verify
+
+    (strategy,) = load_strategies()
+    checked = verify(load_settings(), strategy, dt.date.fromisoformat(DAYS[0]),
+                     dt.date.fromisoformat(DAYS[-1]), instance=instance)  # fmt: skip
+    assert checked.ok, [str(d) for d in checked.discrepancies]
+
 
 def test_an_object_store_that_is_down_leaves_error_rows_never_success(
     deployment, instance, tmp_path

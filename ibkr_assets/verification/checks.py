@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 CHECKS = ("services", "objects", "materializations", "orders", "portfolio", "orphans")
-NO_OBJECT_STATUSES = frozenset({"error"})  # an error row records no object
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,9 @@ def check_objects(
     """Every row's object exists and hashes to the sha256 it records.
 
     ``read(key)`` returns the bytes, or None when there is no such object. A ``success`` row of
-    an asset step must name an object; an ``error`` row names none. Returns (objects checked,
-    discrepancies).
+    an asset step must name an object. A failed step's ``error`` rows name none; an ``error``
+    row that does (a partition its source failed, stored as a marker) is checked like any
+    other. Returns (objects checked, discrepancies).
     """
     assets = set(asset_steps)
     found: list[Discrepancy] = []
@@ -79,9 +79,6 @@ def check_objects(
         if not ref:
             if row["status"] == "success" and row["step_name"] in assets:
                 found.append(Discrepancy("objects", _subject(row), "success row names no object"))
-            continue
-        if row["status"] in NO_OBJECT_STATUSES:
-            found.append(Discrepancy("objects", _subject(row), "error row names an object"))
             continue
         key = key_for_uri(ref.get("uri", ""), base_uri)
         if key is None:
@@ -114,12 +111,16 @@ def check_objects(
 
 
 def _attempt_runs(row: Mapping[str, Any]) -> set[str]:
-    """The run ids of this row's attempts that did not fail (the current one and earlier)."""
-    runs = {row["run_id"]} if row["status"] not in NO_OBJECT_STATUSES else set()
-    for attempt in row.get("previous_attempts") or []:
-        if attempt.get("status") not in NO_OBJECT_STATUSES and attempt.get("run_id"):
-            runs.add(attempt["run_id"])
-    return runs
+    """The run ids of this row's attempts that were materialized (the current one and earlier):
+    all but a failed step's, whose ``error`` rows name no object."""
+    attempts = [row, *(row.get("previous_attempts") or [])]
+    return {a["run_id"] for a in attempts if a.get("run_id") and _materialized(a)}
+
+
+def _materialized(attempt: Mapping[str, Any]) -> bool:
+    return attempt.get("status") != "error" or bool(
+        (attempt.get("output_data") or {}).get("object")
+    )
 
 
 def reconcile_materializations(
