@@ -19,6 +19,7 @@ SECTIONS = {
     "charts": "benchmarks.charts_bench",
     "workflow": "benchmarks.workflow_bench",
     "verify": "benchmarks.verify_bench",
+    "portfolio": "benchmarks.portfolio_bench",
 }
 
 
