@@ -113,6 +113,15 @@ class AnalysisResult:
         """
         return self.valid
 
+    def as_made(self) -> AnalysisResult:
+        """This analysis as the original call made it: a replay from the cache (``cache_hit``,
+        cost 0, ``saved_cost_usd``) becomes the same value, hence the same stored bytes."""
+        if not self.cache_hit:
+            return self
+        return dataclasses.replace(
+            self, cache_hit=False, cost_usd=self.saved_cost_usd, saved_cost_usd=0.0
+        )
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_json`` rebuilds an equal result."""
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

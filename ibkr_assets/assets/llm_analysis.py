@@ -130,8 +130,10 @@ def _materialize(
             misses[key] = str(result)
             recorder.add(key, status="error", input_data=inputs, output_data={}, error=str(result))
             continue
-        values[key] = result
-        ref = object_ref(object_store, strategy_id, "llm_analysis", key, result)
+        # The object is the analysis as made (the same bytes when a rerun replays it); whether
+        # this execution called the model or replayed it is in its row, metadata and MLflow run.
+        values[key] = result.as_made()
+        ref = object_ref(object_store, strategy_id, "llm_analysis", key, values[key])
         run_id = tracker.run_for_partition(
             strategy_id=strategy_id,
             symbol=request.symbol,
