@@ -236,3 +236,48 @@ def _objects_by_step(home: Home) -> dict[str, dict[str, str]]:
         if ref:
             out.setdefault(row["step_name"], {})[row["partition_key"]] = ref["sha256"]
     return out
+
+
+def test_a_backfill_killed_in_the_order_step_converges_after_a_rerun(
+    tmp_path, monkeypatch, uninterrupted
+):
+    """SIGKILL once the order step has recorded its first decision; the rerun marks the dead
+    run failed, finds what was decided (or sent) before the kill, and ends with exactly the
+    uninterrupted book."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IBKR_ASSETS_", "DAGSTER_"))}
+    env |= {"IBKR_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh")}
+    (tmp_path / "dh").mkdir()
+    command = [str(Path(sys.executable).parent / "ibkr-assets"), "backfill", "--no-progress",
+               "--start", START.isoformat(), "--end", END.isoformat(), "--symbols", ",".join(SYMBOLS)]  # fmt: skip
+    killed = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    database, deadline = tmp_path / "home" / "lineage.db", time.monotonic() + 300
+    while killed.poll() is None and time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as conn:
+                decided = conn.execute("SELECT count(*) FROM order_records").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            decided = 0
+        if decided:
+            os.kill(killed.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    killed.wait(30)
+    assert killed.returncode == -signal.SIGKILL, "the order step was never reached"
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert f"process {killed.pid} " in rerun.stdout  # the killed run was marked failed
+    home = Home(tmp_path / "home", monkeypatch)
+    try:
+        assert home.book() == uninterrupted
+    finally:
+        home.close()
