@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ibkr_assets.dagster_home import write_instance_config
+from ibkr_assets.performance_report import print_performance
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -324,6 +325,10 @@ def _print_summary(settings, outcomes) -> int:
             f"Portfolio {last['date']}: equity {last['equity']:,.2f}, realized P&L {last['realized_pnl']:,.2f}, "
             f"unrealized {last['unrealized_pnl']:,.2f}, {len(last['positions'])} position(s)"
         )
+        for strategy_id in sorted({r["strategy_id"] for r in snaps}):
+            print_performance(
+                settings.lineage_url, strategy_id, [r["partition_key"] for r in snaps]
+            )
     print(
         f"Lineage: {safe_url(settings.lineage_url)} (workflow_lineage, artifacts; execution ids {', '.join(run_ids)})"
     )
@@ -435,6 +440,7 @@ def _print_results(settings, strategy, rows: list[dict], failed: dict[str, list[
             f"equity {last['equity']:,.2f} = cash {last['cash']:,.2f} + positions {last['market_value']:,.2f}; "
             f"realized P&L {last['realized_pnl']:,.2f}, unrealized {last['unrealized_pnl']:,.2f}; held: {held}"
         )
+        print_performance(settings.lineage_url, strategy.id, [r["partition_key"] for r in snaps])
     print(
         f"  {len(rows)} workflow_lineage rows and {len(artifacts)} artifacts rows from these runs"
     )
