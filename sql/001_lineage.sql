@@ -39,6 +39,11 @@ CREATE INDEX IF NOT EXISTS ix_workflow_lineage_recorded_at ON workflow_lineage (
 CREATE INDEX IF NOT EXISTS ix_workflow_lineage_symbol_date
     ON workflow_lineage (symbol, partition_date);
 CREATE INDEX IF NOT EXISTS ix_workflow_lineage_partition_key ON workflow_lineage (partition_key);
+-- the viewer: a strategy's executions, a step's statistics over recent days
+CREATE INDEX IF NOT EXISTS ix_workflow_lineage_strategy_execution
+    ON workflow_lineage (strategy_id, execution_id, id);
+CREATE INDEX IF NOT EXISTS ix_workflow_lineage_step_recorded
+    ON workflow_lineage (step_name, recorded_at);
 
 -- artifacts: what a step produced (market_data, chart, llm, signal, order, portfolio).
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -76,3 +81,4 @@ CREATE TABLE IF NOT EXISTS artifacts (
 CREATE INDEX IF NOT EXISTS ix_artifacts_type_symbol ON artifacts (type, symbol);
 CREATE INDEX IF NOT EXISTS ix_artifacts_workflow_execution ON artifacts (workflow_id, execution_id);
 CREATE INDEX IF NOT EXISTS ix_artifacts_mlflow_run_id ON artifacts (mlflow_run_id);
+CREATE INDEX IF NOT EXISTS ix_artifacts_strategy_partition ON artifacts (strategy_id, partition_key);

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS fills (
 );
 
 CREATE INDEX IF NOT EXISTS ix_fills_account_symbol ON fills (account, symbol);
+CREATE INDEX IF NOT EXISTS ix_fills_order_ref ON fills (order_ref);
 
 -- positions: average-cost position per (account, symbol); 0 when flat.
 CREATE TABLE IF NOT EXISTS positions (

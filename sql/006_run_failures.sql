@@ -20,3 +20,4 @@ CREATE TABLE IF NOT EXISTS run_failures (
 
 CREATE INDEX IF NOT EXISTS ix_run_failures_occurred_at ON run_failures (occurred_at);
 CREATE INDEX IF NOT EXISTS ix_run_failures_partition_key ON run_failures (partition_key);
+CREATE INDEX IF NOT EXISTS ix_run_failures_strategy_occurred ON run_failures (strategy_id, occurred_at);

@@ -47,6 +47,7 @@ run_failures = sa.Table(
     sa.UniqueConstraint("run_id", "step_key", name="uq_run_failures_run_step"),
     sa.Index("ix_run_failures_occurred_at", "occurred_at"),
     sa.Index("ix_run_failures_partition_key", "partition_key"),
+    sa.Index("ix_run_failures_strategy_occurred", "strategy_id", "occurred_at"),
 )
 
 RUN_LEVEL = ""  # step_key of a failure that belongs to no step

@@ -61,6 +61,8 @@ workflow_lineage = sa.Table(
     sa.Index("ix_workflow_lineage_recorded_at", "recorded_at"),
     sa.Index("ix_workflow_lineage_symbol_date", "symbol", "partition_date"),
     sa.Index("ix_workflow_lineage_partition_key", "partition_key"),
+    sa.Index("ix_workflow_lineage_strategy_execution", "strategy_id", "execution_id", "id"),
+    sa.Index("ix_workflow_lineage_step_recorded", "step_name", "recorded_at"),
 )
 
 artifacts = sa.Table(
@@ -97,6 +99,7 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_type_symbol", "type", "symbol"),
     sa.Index("ix_artifacts_workflow_execution", "workflow_id", "execution_id"),
     sa.Index("ix_artifacts_mlflow_run_id", "mlflow_run_id"),
+    sa.Index("ix_artifacts_strategy_partition", "strategy_id", "partition_key"),
 )
 
 # Daily bars loaded by sql/003 (or any loader); read by ``StockDataTableSource``.

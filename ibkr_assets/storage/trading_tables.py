@@ -106,6 +106,7 @@ fills = sa.Table(
     sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
     sa.UniqueConstraint("execution_id", name="uq_fills_execution_id"),
     sa.Index("ix_fills_account_symbol", "account", "symbol"),
+    sa.Index("ix_fills_order_ref", "order_ref"),
 )
 
 positions = sa.Table(
