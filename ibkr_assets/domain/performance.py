@@ -16,7 +16,7 @@ Definitions (the README's portfolio section states them for users):
 * A **round trip** runs from a flat position to flat again (a fill crossing zero closes one and
   opens the next, its commission split by quantity). Its P&L is the realized P&L of
   ``portfolio.apply_fill`` over its fills (average cost) net of all its commissions, opening
-  ones included, so closed trips' P&L plus open trips' commissions paid is the ledger's
+  ones included, so closed trips' P&L less the commissions paid on open ones is the ledger's
   ``realized_pnl``. **Win rate** is winners (P&L > 0) over closed trips; **profit factor** the
   winners' P&L over the losers' absolute P&L (None without losers).
 * **Exposure**: the share of dates holding any position, and the mean gross exposure as a
