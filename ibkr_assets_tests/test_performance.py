@@ -100,6 +100,7 @@ def test_an_unrecovered_drawdown_has_no_recovery_date_and_the_last_peak_date():
         ([100.0, 101.0], {"sharpe": None, "sortino": None, "volatility": None}),  # one return
         ([0.0, 5.0, 4.0], {"total_return": None, "cagr": None}),  # no base to measure from
         ([100.0, 0.0, 50.0], {"total_return": -0.5, "max_drawdown": -1.0}),  # ruin, then more
+        ([1.0, 1e9], {"total_return": 1e9 - 1, "cagr": None}),  # too large to annualise
     ],
 )
 def test_edge_cases_are_none_never_nan(values, expected):

@@ -197,7 +197,10 @@ def return_stats(series: Sequence[tuple[dt.date, float]]) -> ReturnStats:
     periods = len(series) - 1
     cagr = None
     if total is not None and periods >= 1 and last >= 0:
-        cagr = _finite((last / first) ** (TRADING_DAYS / periods) - 1.0)
+        try:
+            cagr = _finite((last / first) ** (TRADING_DAYS / periods) - 1.0)
+        except OverflowError:  # a huge gain over a few days has no meaningful annual rate
+            cagr = None
     returns = daily_returns(values)
     volatility = statistics.stdev(returns) * math.sqrt(TRADING_DAYS) if len(returns) >= 2 else None
     points = drawdowns(series)
