@@ -50,7 +50,9 @@ def test_the_chart_pool_leaves_a_callers_freeze_in_place():
     with collector_spares_the_loaded_heap():
         frozen = gc.get_freeze_count()
         charts = render_many(jobs, workers=2)
-        assert gc.get_freeze_count() >= frozen  # not unfrozen under the run's feet
+        # not unfrozen under the run's feet (that drops the count to 0); frozen objects that
+        # other threads of a long test session free meanwhile lower it a little
+        assert gc.get_freeze_count() > 0.9 * frozen
     assert charts[0].png == charts[1].png
 
 
