@@ -5,6 +5,7 @@ the last few trading sessions on the embedded default (no services), then prints
 the portfolio and where the results, lineage rows and artifacts are. ``ibkr-assets backfill``
 does the same for a date range of one strategy, as one fast run with a progress bar.
 ``ibkr-assets verify`` checks that a strategy's record for a date range is true.
+``ibkr-assets serve`` serves the read-only lineage and decision viewer.
 """
 
 from __future__ import annotations
@@ -507,6 +508,25 @@ def verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Serve the read-only viewer (JSON API, OpenAPI at /docs) until interrupted."""
+    from ibkr_assets.settings import load_settings
+    from ibkr_assets.viewer.server import ServeRefused, check_bind
+    from ibkr_assets.viewer.server import serve as run_server
+
+    settings = load_settings()
+    try:
+        check_bind(args.host, settings)
+    except ServeRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    token = "required" if settings.viewer_token else "none (loopback only)"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"Viewer (read-only): http://{host}:{args.port}  API docs: /docs  token: {token}")
+    run_server(settings, args.host, args.port)
+    return 0
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -554,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         help="delete the objects no lineage row references (listed either way)",
     )
     p_verify.set_defaults(func=verify)
+    p_serve = sub.add_parser("serve", help="serve the read-only lineage and decision viewer")
+    p_serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p_serve.set_defaults(func=serve)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from ibkr_assets.strategies.config import StrategyConfig
 
@@ -49,8 +49,11 @@ ENV_VARS: dict[str, str] = {
     "IBKR_HOST": "ibkr_host",
     "IBKR_PORT": "ibkr_port",
     "IBKR_CLIENT_ID": "ibkr_client_id",
+    "IBKR_ASSETS_VIEWER_TOKEN": "viewer_token",
+    "IBKR_ASSETS_VIEWER_URL": "viewer_url",
+    "IBKR_ASSETS_DAGSTER_URL": "dagster_url",
 }
-SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri"}
+SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri", "viewer_token"}
 
 
 class ConfigError(ValueError):
@@ -89,6 +92,9 @@ class Settings(BaseModel):
     ibkr_host: str = "127.0.0.1"
     ibkr_port: int = 4002
     ibkr_client_id: int = 17
+    viewer_token: SecretStr | None = None  # never logged, echoed or returned
+    viewer_url: str | None = None  # where ``ibkr-assets serve`` is reached, for links to it
+    dagster_url: str | None = None  # the Dagster UI, for links to runs
 
     @property
     def home_path(self) -> Path:

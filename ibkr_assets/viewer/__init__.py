@@ -1,0 +1,1 @@
+"""The read-only lineage and decision viewer: data layer, JSON API and ``ibkr-assets serve``."""

@@ -1,0 +1,76 @@
+"""Links to the Dagster run and the MLflow run of a record, and redaction of secrets in text.
+
+A base URL from configuration is shown without its user, password, query or fragment, so a
+credential in ``IBKR_ASSETS_DAGSTER_URL`` or ``MLFLOW_TRACKING_URI`` never reaches a response.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/@:]*):([^\s/@]*)@")
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&](?:token|password|passwd|secret|api[_-]?key|access[_-]?key|signature|"
+    r"x-amz-signature|x-amz-credential|sig)=)[^&\s#\"']*"
+)
+MASK = "***"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL passwords and secret-looking query parameters masked."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
+
+
+def redact(value: Any) -> Any:
+    """``value`` (JSON data) with every string passed through ``redact_text``."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def public_base(url: str | None) -> str | None:
+    """An http(s) base URL without credentials, query or fragment; None for anything else."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class Links:
+    """Where a record's Dagster run and MLflow run can be opened."""
+
+    def __init__(self, dagster_url: str | None, mlflow_tracking_uri: str | None) -> None:
+        self.dagster = public_base(dagster_url)
+        self.mlflow_base = public_base(mlflow_tracking_uri)  # a file or database store has no UI
+
+    def dagster_run(self, run_id: str | None) -> str | None:
+        if not self.dagster or not run_id:
+            return None
+        return f"{self.dagster}/runs/{quote(run_id, safe='')}"
+
+    def mlflow_run(self, experiment_id: str | None, run_id: str | None) -> str | None:
+        if not self.mlflow_base or not experiment_id or not run_id:
+            return None
+        exp, run = quote(str(experiment_id), safe=""), quote(run_id, safe="")
+        return f"{self.mlflow_base}/#/experiments/{exp}/runs/{run}"
+
+    def mlflow_info(self, experiment_id: str | None, run_id: str | None) -> dict[str, Any] | None:
+        """The MLflow run as ids plus a link when the tracking store is a server."""
+        if not run_id:
+            return None
+        return {"run_id": run_id, "experiment_id": experiment_id,
+                "url": self.mlflow_run(experiment_id, run_id)}  # fmt: skip
