@@ -11,89 +11,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ibkr_assets.runs import run_workflow
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets.storage.trading_tables import (
-    create_trading_schema,
-    fills,
-    orders,
-    portfolio_snapshots,
-)
+from ibkr_assets.storage.trading_tables import orders
+from ibkr_assets_tests.book import Home, reference_book
 
 SYMBOLS = ["AAPL", "NVDA"]
 START, MIDDLE, END = dt.date(2025, 3, 3), dt.date(2025, 3, 7), dt.date(2025, 3, 13)
-
-
-class Home:
-    """One deployment's home: its own lineage database, objects and Dagster instance."""
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.root, self.monkeypatch = root, monkeypatch
-        self.url = f"sqlite:///{root / 'lineage.db'}"
-        self._instance = dg.instance_for_test()
-        self.instance = self._instance.__enter__()
-
-    def backfill(self, start: dt.date, end: dt.date, **env: str) -> None:
-        from ibkr_assets.definitions import build_definitions
-
-        self.monkeypatch.setenv("IBKR_ASSETS_HOME", str(self.root))
-        for key in ("IBKR_ASSETS_KILL_SWITCH",):
-            self.monkeypatch.delenv(key, raising=False)
-        for key, value in env.items():
-            self.monkeypatch.setenv(key, value)
-        outcomes = run_workflow(build_definitions(), self.instance, "momentum", SYMBOLS, start, end)
-        assert all(o.success for o in outcomes), [o.errors for o in outcomes]
-
-    def snapshot_rows(self) -> dict[dt.date, dict]:
-        """Every stored snapshot row, timestamps included: untouched rows keep them."""
-        t = portfolio_snapshots
-        with engine_for(self.url).connect() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.snapshot_date)).mappings().all()
-        return {r["snapshot_date"]: {k: v for k, v in r.items() if k != "id"} for r in rows}
-
-    def book(self) -> dict:
-        """What must not depend on how the range was run: orders, fills, snapshot values and
-        the bytes of every order object."""
-        create_trading_schema(self.url)  # a home that never traded has no tables yet
-        with engine_for(self.url).connect() as conn:
-            placed = conn.execute(
-                sa.select(orders.c.order_ref, orders.c.role, orders.c.side, orders.c.quantity,
-                          orders.c.limit_price, orders.c.stop_price, orders.c.status,
-                          orders.c.avg_fill_price).order_by(orders.c.order_ref, orders.c.role)
-            ).all()  # fmt: skip
-            filled = conn.execute(
-                sa.select(fills.c.execution_id, fills.c.quantity, fills.c.price,
-                          fills.c.commission, fills.c.session_date).order_by(fills.c.execution_id)
-            ).all()  # fmt: skip
-        snaps = {
-            day: {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
-            for day, row in self.snapshot_rows().items()
-        }
-        return {
-            "orders": placed,
-            "fills": filled,
-            "snapshots": snaps,
-            "objects": self.order_objects(),
-        }
-
-    def order_objects(self) -> dict[str, str]:
-        """partition -> sha256 of its order object, from the latest execution's row."""
-        rows = LineageStore(self.url).lineage_rows(step_name="order")
-        latest = {}
-        for row in sorted(rows, key=lambda r: r["id"]):
-            latest[row["partition_key"]] = row["output_data"]["object"]["sha256"]
-        return latest
-
-    def order_rows(self) -> list[dict]:
-        return LineageStore(self.url).lineage_rows(step_name="order")
-
-    def close(self) -> None:
-        self._instance.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -102,7 +29,7 @@ def homes(tmp_path, deployment, monkeypatch):
     made: list[Home] = []
 
     def make(name: str) -> Home:
-        made.append(Home(tmp_path / name, monkeypatch))
+        made.append(Home(tmp_path / name, monkeypatch, SYMBOLS))
         return made[-1]
 
     yield make
@@ -113,32 +40,33 @@ def homes(tmp_path, deployment, monkeypatch):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:
     """The book of one uninterrupted backfill of START .. END, the reference for every scenario."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for var in [v for v in __import__("os").environ if v.startswith("IBKR_ASSETS_")]:
-            monkeypatch.delenv(var)
-        home = Home(tmp_path_factory.mktemp("uninterrupted"), monkeypatch)
-        try:
-            home.backfill(START, END)
-            book = home.book()
-        finally:
-            home.close()
-    assert book["fills"], "the reference range must trade, or the comparisons prove nothing"
-    assert any(s["positions"] for s in book["snapshots"].values())
-    return book
+    return reference_book(tmp_path_factory.mktemp("uninterrupted"), START, END, symbols=SYMBOLS)
 
 
-def test_rerun_leaves_every_past_snapshot_and_order_object_untouched(homes, uninterrupted):
+def test_a_rerun_in_replay_mode_changes_nothing_recorded(homes, uninterrupted):
+    """A rerun leaves every past snapshot row untouched (timestamps included) and decides against
+    the same book; replaying the analyses from the cache stores the very same bytes for every
+    step (times and per-execution facts such as cache hits live in rows, never in objects)."""
     home = homes("rerun")
     home.backfill(START, END)
-    rows, objects = home.snapshot_rows(), home.order_objects()
+    rows, objects = home.snapshot_rows(), _objects_by_step(home)
     first_inputs = {r["partition_key"]: r["input_data"] for r in home.order_rows()}
 
-    home.backfill(START, END)
+    home.backfill(START, END, IBKR_ASSETS_LLM_CACHE_MODE="replay")
 
     assert home.snapshot_rows() == rows  # byte for byte, updated_at included
-    assert home.order_objects() == objects
-    reruns = [r for r in home.order_rows() if r["partition_key"] in first_inputs]
-    for row in reruns[len(first_inputs) :]:  # the rerun's rows: decided against the same book
+    assert set(objects) >= {"market_data", "indicators", "daily_chart", "llm_analysis",
+                            "trading_signal", "order", "portfolio_snapshot"}  # fmt: skip
+    assert _objects_by_step(home) == objects
+    lineage = LineageStore(home.url).lineage_rows()
+    assert any(
+        r["output_data"].get("cache_hit") for r in lineage if r["step_name"] == "llm_analysis"
+    )
+    reruns = home.order_rows()[
+        len(first_inputs) :
+    ]  # the rerun's rows, decided against the same book
+    assert len(reruns) == len(first_inputs)
+    for row in reruns:
         assert row["input_data"] == first_inputs[row["partition_key"]]
         assert row["output_data"]["outcome"] in ("existing", "none")
     assert home.book() == uninterrupted
@@ -208,26 +136,6 @@ def test_two_backfills_of_one_strategy_at_once_place_each_order_once(tmp_path):
     assert len(roles) == len(set(roles)) and {r for r, _ in roles} == set(refs)
 
 
-def test_a_replay_reproduces_every_objects_sha256(homes):
-    """Times and per-execution facts (cache hits, placed now or earlier) live in rows, never in
-    hashed content: replaying a range from the analyst's cache stores the very same bytes."""
-    home = homes("replay")
-    home.backfill(START, MIDDLE)
-    first = _objects_by_step(home)
-    home.backfill(START, MIDDLE, IBKR_ASSETS_LLM_CACHE_MODE="replay")
-    rows = LineageStore(home.url).lineage_rows()
-    executions = sorted({r["execution_id"] for r in rows if r["step_name"] == "order"})
-    assert len(executions) == 2
-    second = _objects_by_step(home)
-    assert set(first) >= {"market_data", "indicators", "daily_chart", "llm_analysis",
-                          "trading_signal", "order", "portfolio_snapshot"}  # fmt: skip
-    assert second == first
-    replayed = [
-        r for r in rows if r["step_name"] == "llm_analysis" and r["output_data"].get("cache_hit")
-    ]
-    assert replayed, "the second run must replay the analyses"
-
-
 def _objects_by_step(home: Home) -> dict[str, dict[str, str]]:
     """step -> partition -> sha256 of its latest execution's object."""
     out: dict[str, dict[str, str]] = {}
@@ -276,7 +184,7 @@ def test_a_backfill_killed_in_the_order_step_converges_after_a_rerun(
                            timeout=600)  # fmt: skip
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert f"process {killed.pid} " in rerun.stdout  # the killed run was marked failed
-    home = Home(tmp_path / "home", monkeypatch)
+    home = Home(tmp_path / "home", monkeypatch, SYMBOLS)
     try:
         assert home.book() == uninterrupted
     finally:
