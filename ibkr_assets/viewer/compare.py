@@ -4,7 +4,8 @@ Each ``(strategy, step, partition)`` present in either execution is compared on 
 error, code version, object sha256, and every value of its output (a flattened path such as
 ``latest.rsi_14`` or ``orders[0].quantity``); an ``llm_analysis`` step also on its prompt,
 response and model. Values that describe how an execution ran rather than what it decided
-(cache hits, cost, latency, MLflow run ids, the order's ``outcome``) are listed as incidental.
+(cache hits, cost, latency, MLflow run ids, the order's ``outcome`` and ``reason``) are listed
+as incidental.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ CATEGORY = {"market_data": "data", "market_data_quality": "quality", "indicators
             "daily_chart": "charts", "weekly_chart": "charts", "llm_analysis": "analysis",
             "trading_signal": "signal", "order": "order",
             "portfolio_snapshot": "portfolio"}  # fmt: skip
+# What this execution did with a decision already recorded ("already decided: ..."); the
+# decision itself is in the order object, whose sha256 is compared.
+INCIDENTAL_BY_STEP = {"order": frozenset({"output.reason"})}
 MAX_ROWS = 50_000
 
 
@@ -55,7 +59,9 @@ def facets(row: Mapping[str, Any], llm: Mapping[str, Any] | None = None) -> dict
     return values
 
 
-def _incidental(path: str) -> bool:
+def _incidental(path: str, step_name: str | None = None) -> bool:
+    if path in INCIDENTAL_BY_STEP.get(step_name or "", ()):
+        return True
     leaf = path.rsplit(".", 1)[-1].split("[", 1)[0]
     return leaf in INCIDENTAL or path.startswith("output.mlflow_run_ids")
 
@@ -70,7 +76,9 @@ def diff_steps(
     for path in sorted(set(fa) | set(fb)):
         va, vb = fa.get(path), fb.get(path)
         if va != vb:
-            (incidental if _incidental(path) else changes).append({"field": path, "a": va, "b": vb})
+            (incidental if _incidental(path, a.get("step_name")) else changes).append(
+                {"field": path, "a": va, "b": vb}
+            )
     return {"identical": not changes, "sha256_equal": fa["object.sha256"] == fb["object.sha256"],
             "changes": changes, "incidental": incidental}  # fmt: skip
 
