@@ -51,6 +51,22 @@ def _use_dagster_instance() -> Path:
     return home
 
 
+def _open_instance():
+    """The Dagster instance, its storage created while holding a lock in its folder: two
+    commands started together on a new ``DAGSTER_HOME`` would otherwise both create its tables."""
+    import fcntl
+
+    import dagster as dg
+
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".ibkr_assets.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # every storage is open (and created) before the lock goes
+    return instance
+
+
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -70,7 +86,6 @@ def _quiet_dagster_warnings() -> None:
 def demo(args: argparse.Namespace) -> int:
     home = _use_dagster_instance()
     _quiet_dagster_warnings()
-    import dagster as dg
 
     from ibkr_assets.definitions import defs
     from ibkr_assets.runs import failed_partitions, run_workflow
@@ -90,7 +105,7 @@ def demo(args: argparse.Namespace) -> int:
                 print(f"error: {message}", file=sys.stderr)
             return 2
         plans.append((strategy, symbols, days))
-    instance = dg.DagsterInstance.get()
+    instance = _open_instance()
     print(f"Dagster instance: {home}")
     from ibkr_assets.dead_runs import fail_dead_runs
 
@@ -192,7 +207,6 @@ def backfill(args: argparse.Namespace) -> int:
     import threading
     import uuid
 
-    import dagster as dg
     from tqdm import tqdm
 
     from ibkr_assets.definitions import defs
@@ -236,7 +250,7 @@ def backfill(args: argparse.Namespace) -> int:
         start += dt.timedelta(days=1)
     while end.weekday() >= 5:
         end -= dt.timedelta(days=1)
-    instance = dg.DagsterInstance.get()
+    instance = _open_instance()
     token = uuid.uuid4().hex[:12]
     total = weekdays * len(symbols) * 7 + weekdays  # 7 per-symbol assets, one portfolio per date
     print(f"Dagster instance: {home}")
@@ -479,7 +493,6 @@ def verify(args: argparse.Namespace) -> int:
     """Check the record of one strategy and date range; 0 when it holds, 1 on any discrepancy."""
     _use_dagster_instance()
     _quiet_dagster_warnings()
-    import dagster as dg
 
     from ibkr_assets.settings import load_settings
     from ibkr_assets.verification.report import format_table
@@ -500,7 +513,7 @@ def verify(args: argparse.Namespace) -> int:
         print(f"error: --end {end} is before --start {start}", file=sys.stderr)
         return 2
     ((strategy, _),) = chosen
-    instance = dg.DagsterInstance.get()
+    instance = _open_instance()
     result = run_verify(
         settings, strategy, start, end, instance=instance, delete_orphans=args.delete_orphans
     )

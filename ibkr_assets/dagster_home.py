@@ -23,10 +23,16 @@ RUN_MONITORING = {
 }
 
 
+# Each strategy's order and portfolio steps share the pool ``{strategy}_book``: with a limit of 1,
+# Dagster runs one of them at a time across the runs it executes (the book lock in
+# ibkr_assets/storage/book_lock.py also covers processes Dagster does not know about).
+CONCURRENCY = {"pools": {"default_limit": 1}}
+
+
 def instance_config(storage_dir: str) -> dict:
     """``dagster.yaml`` content with every storage under ``storage_dir`` (the layout of
     Dagster's ``storage: sqlite``), the event log through ``PooledSqliteEventLogStorage``, run
-    monitoring on."""
+    monitoring on, one step at a time per strategy's book pool."""
     module, cls = EVENT_LOG_STORAGE
     return {
         "run_storage": {
@@ -45,6 +51,7 @@ def instance_config(storage_dir: str) -> dict:
             "config": {"base_dir": f"{storage_dir}/schedules"},
         },
         "run_monitoring": dict(RUN_MONITORING),
+        "concurrency": {"pools": dict(CONCURRENCY["pools"])},
         "telemetry": {"enabled": False},
     }
 

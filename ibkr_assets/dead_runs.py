@@ -63,6 +63,9 @@ def fail_dead_runs(
         else:
             outcome = "marked failed"
             instance.report_run_failed(run, _reason(run, was, pid, host, outcome))
+        storage = instance.event_log_storage
+        if storage.supports_global_concurrency_limits:  # the pool slots it held (the book's)
+            storage.free_concurrency_slots_for_run(run.run_id)
         messages.append(_reason(run, was, pid, host, outcome))
         if echo:
             echo(messages[-1])

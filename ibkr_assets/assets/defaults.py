@@ -68,6 +68,11 @@ def workflow_multi_asset(strategy: StrategyConfig, name: str, outs: dict[str, di
     return decorate
 
 
+def book_pool(strategy: StrategyConfig) -> str:
+    """The Dagster pool of the steps that write ``strategy``'s book (order, portfolio)."""
+    return f"{strategy.id}_book"
+
+
 def _code_version(strategy: StrategyConfig, asset: str) -> str:
     prompt = f"{strategy.prompt.template}@{strategy.prompt.version or 'latest'}"
     return code_version(asset, prompt if asset == "llm_analysis" else "")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import book_pool, workflow_asset
 from ibkr_assets.brokers.base import Broker
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -31,7 +31,7 @@ from ibkr_assets.strategies.config import StrategyConfig
 
 
 def build_order(strategy: StrategyConfig) -> dg.AssetsDefinition:
-    @workflow_asset(strategy, name="order", kinds={"ibkr"})
+    @workflow_asset(strategy, name="order", kinds={"ibkr"}, pool=book_pool(strategy))
     def order(
         context: dg.AssetExecutionContext,
         trading_signal: dict,
