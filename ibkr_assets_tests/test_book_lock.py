@@ -52,3 +52,29 @@ def test_a_waiting_writer_gets_the_book_when_the_holder_finishes(database_url: s
         waited = time.monotonic() - started
     holder.join(10)
     assert holder.exitcode == 0 and 0.3 < waited < 30
+
+
+def test_dagster_runs_one_book_step_at_a_time_per_strategy(deployment) -> None:
+    """The order and portfolio steps share the strategy's pool, limited to 1 in every shipped
+    instance configuration (runs Dagster launches queue there before they reach the lock)."""
+    from pathlib import Path
+
+    import yaml
+
+    from ibkr_assets.dagster_home import instance_config
+    from ibkr_assets.definitions import build_definitions
+
+    deployment()
+    pools = {
+        key.path[-1]: assets.node_def.pool
+        for assets in build_definitions().assets
+        for key in assets.keys
+    }
+    assert pools["order"] == pools["portfolio_snapshot"] == "momentum_book"
+    assert pools["market_data"] is None and pools["llm_analysis"] is None
+    repo = Path(__file__).resolve().parents[1]
+    configs = [instance_config("/tmp/x")] + [
+        yaml.safe_load((repo / name).read_text())
+        for name in ("dagster.yaml", "docker/dagster.yaml")
+    ]
+    assert [c["concurrency"]["pools"]["default_limit"] for c in configs] == [1, 1, 1]

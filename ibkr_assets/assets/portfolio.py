@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.defaults import book_pool, workflow_asset
 from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
 from ibkr_assets.domain.skipped import Skipped
@@ -45,6 +45,7 @@ def build_portfolio_snapshot(strategy: StrategyConfig) -> dg.AssetsDefinition:
         strategy,
         name="portfolio_snapshot",
         partitions_def=date_partitions,
+        pool=book_pool(strategy),
         # After a scheduled day, each symbol's order updates the date's snapshot (the daemon's
         # automation sensor runs it); backfills run the portfolio job for the range instead.
         automation_condition=dg.AutomationCondition.eager(),
@@ -101,11 +102,16 @@ def _materialize(
                       "source": source, "mode": broker.mode_for(day)}  # fmt: skip
             if undecided[day]:
                 reason = "orders of this session did not complete: " + "; ".join(undecided[day])
-                recorder.add(
-                    day_key, status="blocked", input_data=inputs, output_data={}, error=reason
+                blocked = Skipped("", day, "blocked", reason)
+                marker = object_ref(
+                    object_store, strategy_id, "portfolio_snapshot", day_key, blocked
                 )
+                recorder.add(  # the row names the marker the IO manager stores, as order's do
+                    day_key, status="blocked", input_data=inputs, output_data={"object": marker},
+                    error=reason,
+                )  # fmt: skip
                 context.log.warning(f"portfolio {day_key} not computed: {reason}")
-                values[day_key] = Skipped("", day, "blocked", reason)
+                values[day_key] = blocked
                 continue
             snap = snaps[day]
             problems = check_invariants(snap, broker.allow_short)
