@@ -104,7 +104,7 @@ def test_indicators_are_computed_from_the_recorded_market_data(deployment, insta
 def test_partition_range_runs_as_one_run_and_records_every_partition(
     deployment, instance, tmp_path
 ):
-    deployment()
+    deployment(VIEWER_URL="http://viewer.example:8000/")
     result = run_partitions(instance, symbol="NVDA", start="2025-03-10", end="2025-03-14")
     assert result.success
     rows = _store(tmp_path).lineage_rows(execution_id=result.run_id)
@@ -128,6 +128,11 @@ def test_partition_range_runs_as_one_run_and_records_every_partition(
         )
         assert m.metadata["status"].value == "success"
         assert m.metadata["object_uri"].value.endswith(".json")
+        day = m.partition.split("|")[0]
+        assert (
+            m.metadata["viewer"].value
+            == f"http://viewer.example:8000/decisions/momentum/{day}/NVDA"
+        )
     closes = {m.partition: m.metadata["latest_price"].value
               for m in result.asset_materializations_for_node(node("market_data"))}  # fmt: skip
     assert len(set(closes.values())) == 5  # each day's own close, not the range's last

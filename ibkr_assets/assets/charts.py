@@ -190,5 +190,7 @@ def _metadata(values, refs, name) -> dict:
         if isinstance(value, ChartImage):
             encoded = base64.b64encode(value.png).decode()
             meta["chart"] = dg.MetadataValue.md(f"![{name} {key}](data:image/png;base64,{encoded})")
-            meta["image_uri"] = dg.MetadataValue.url(refs[key]["uri"])
+            # where the image is stored (a browser cannot open file:// or s3://: the viewer
+            # link of the partition's metadata shows it)
+            meta["image_uri"] = dg.MetadataValue.text(refs[key]["uri"])
     return meta

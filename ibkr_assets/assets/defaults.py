@@ -119,16 +119,17 @@ def _is_asset_output(item: object) -> bool:
 
 
 def per_partition(context: dg.AssetExecutionContext, output: dg.Output) -> dg.Output:
-    """In a range run, give each partition's materialization its own metadata (from its lineage
-    row) and name the output's totals ``run_*``: Dagster copies an output's metadata onto every
-    partition, where a total would read as the partition's own value."""
-    if len(context.partition_keys) <= 1:
-        return output
+    """Give each partition's materialization its own metadata (from its lineage row: status,
+    error, headline values, viewer link) and, in a range run, name the output's totals
+    ``run_*``: Dagster copies an output's metadata onto every partition, where a total would
+    read as the partition's own value."""
     asset_key = context.asset_key_for_output(output.output_name)
     recorder = open_recorder(context.run.run_id, asset_key)
     if recorder is not None:
         for key, meta in recorder.partition_metadata().items():
             context.add_asset_metadata(meta, partition_key=key, asset_key=asset_key)
+    if len(context.partition_keys) <= 1:
+        return output
     totals = {k if k == "partitions" else f"run_{k}": v for k, v in output.metadata.items()}
     return dg.Output(output.value, output_name=output.output_name, metadata=totals)
 

@@ -40,7 +40,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "object_store": object_store,
         "object_store_io_manager": ObjectStoreIOManager(object_store=object_store),
         "lineage": LineageResource(
-            database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url)
+            database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url),
+            viewer_url=settings.viewer_url,
         ),
         "market_data_source": MarketDataResource(
             max_stale_sessions=settings.max_stale_sessions,

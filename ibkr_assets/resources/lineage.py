@@ -30,6 +30,7 @@ class LineageResource(dg.ConfigurableResource):
     """``database_url``: SQLAlchemy URL (``sqlite:///...`` default, ``postgresql+psycopg2://...``)."""
 
     database_url: str = "sqlite:///.ibkr_assets/lineage.db"
+    viewer_url: str | None = None  # ``ibkr-assets serve``'s address: materializations link to it
 
     _store: LineageStore | None = PrivateAttr(default=None)
 
@@ -48,7 +49,9 @@ class LineageResource(dg.ConfigurableResource):
         asset_key: dg.AssetKey | None = None,
     ) -> StepRecorder:
         """Rows of ``step``; ``asset_key`` names the asset when the step makes several."""
-        return StepRecorder(context, self.get_store(), step, strategy_id, asset_key)
+        recorder = StepRecorder(context, self.get_store(), step, strategy_id, asset_key)
+        recorder.viewer_url = self.viewer_url
+        return recorder
 
 
 class StepRecorder:
@@ -78,6 +81,7 @@ class StepRecorder:
             "step_number": step_number(step),
             "code_version": _code_version(context, asset_key),
         }
+        self.viewer_url: str | None = None
         self._rows: dict[str, LineageRecord] = {}
         self._artifacts: list[ArtifactRecord] = []
         self._started = time.perf_counter()
@@ -152,6 +156,8 @@ class StepRecorder:
             }
             if isinstance(data.get("object"), dict) and "uri" in data["object"]:
                 meta["object_uri"] = data["object"]["uri"]
+            if self.viewer_url:
+                meta["viewer"] = dg.MetadataValue.url(viewer_page(self.viewer_url, row))
             out[key] = meta
         return out
 
@@ -180,6 +186,14 @@ HEADLINE_FIELDS = (
     "is_actionable", "decision_final", "valid", "final", "cache_hit", "cost_usd", "decision",
     "outcome", "mode", "equity", "cash", "market_value", "realized_pnl", "unrealized_pnl",
 )  # fmt: skip
+
+
+def viewer_page(viewer_url: str, row: LineageRecord) -> str:
+    """The viewer page of a row's partition: a symbol's decision trace, or the portfolio."""
+    base = viewer_url.rstrip("/")
+    if row.symbol:
+        return f"{base}/decisions/{row.strategy_id}/{row.partition_date}/{row.symbol}"
+    return f"{base}/portfolio/{row.strategy_id}"
 
 
 def _row_key(row: LineageRecord) -> str:
