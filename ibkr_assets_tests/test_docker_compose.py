@@ -336,3 +336,30 @@ def test_image_installs_the_project_as_a_non_root_user(services):
             copied.add(source)
     # `pip install .` needs the package, its build files and the readme pyproject names.
     assert {"pyproject.toml", "ibkr_assets", _pyproject_value("readme")} <= copied
+
+
+def test_viewer_service_serves_the_same_image_and_records_behind_its_token(services, compose):
+    viewer = services["viewer"]
+    command = viewer["command"]
+    assert command[:2] == ["ibkr-assets", "serve"]
+    assert _arg_after(command, "--host") == "0.0.0.0" and _arg_after(command, "--port") == "8000"
+    assert viewer["image"] == services["code"]["image"]
+    assert viewer["build"] == services["code"]["build"]
+    env = _environment(viewer)
+    code_env = _environment(services["code"])
+    # the same records: database, object store and strategies as the Dagster processes
+    for name in ("IBKR_ASSETS_DATABASE_URL", "IBKR_ASSETS_OBJECT_STORE", "IBKR_ASSETS_S3_BUCKET",
+                 "IBKR_ASSETS_S3_ENDPOINT_URL", "IBKR_ASSETS_STRATEGIES_FILE"):  # fmt: skip
+        assert env[name] == code_env[name], name
+    # binding 0.0.0.0 needs the token, which only comes from .env and is never defaulted
+    assert ("IBKR_ASSETS_VIEWER_TOKEN", ":?set IBKR_ASSETS_VIEWER_TOKEN in docker/.env") in (
+        _interpolations({"environment": env})
+    )
+    assert env["IBKR_ASSETS_VIEWER_TOKEN"].startswith("${IBKR_ASSETS_VIEWER_TOKEN:?")
+    assert "IBKR_ASSETS_VIEWER_TOKEN" not in code_env  # the Dagster processes do not need it
+    assert [str(p) for p in viewer["ports"]] == ["127.0.0.1:8000:8000"]  # the host's loopback
+    assert viewer["healthcheck"]["test"][0] == "CMD" and "/api/health" in " ".join(
+        viewer["healthcheck"]["test"]
+    )
+    assert _depends_on(viewer).get("postgres") == "service_healthy"
+    assert {"IBKR_ASSETS_VIEWER_TOKEN", "IBKR_ASSETS_DAGSTER_URL"} <= set(ENV_VARS)  # read by serve

@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse, Response
 
 from ibkr_assets.settings import Settings
 from ibkr_assets.storage.records import ARTIFACT_TYPES
+from ibkr_assets.viewer import pages
 from ibkr_assets.viewer.auth import access_guard
 from ibkr_assets.viewer.compare import compare_executions
 from ibkr_assets.viewer.context import ViewerContext
-from ibkr_assets.viewer.database import ViewerDatabaseError
 from ibkr_assets.viewer.decisions import NotFound, artifact_ref, decision_trace, step_entry
 from ibkr_assets.viewer.links import public_base, redact
 from ibkr_assets.viewer.objects import ObjectBytes, ObjectReader, ObjectUnavailable
@@ -300,6 +300,8 @@ def create_app(settings: Settings, *, objects: ObjectReader | None = None) -> Fa
         description="Read-only lineage, artifacts, decision traces, execution diffs and "
         "portfolios of the ibkr_assets asset graph.",
         default_response_class=RedactedJSONResponse,
+        docs_url=None,  # /docs is a page of the viewer's own (Swagger UI would load from a CDN)
+        redoc_url=None,
     )
     app.state.viewer = context
     token = settings.viewer_token.get_secret_value() if settings.viewer_token else None
@@ -313,12 +315,9 @@ def create_app(settings: Settings, *, objects: ObjectReader | None = None) -> Fa
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.exception_handler(ViewerDatabaseError)
-    async def database_down(request: Request, exc: ViewerDatabaseError):
-        return RedactedJSONResponse({"detail": str(exc)}, status_code=503)
-
     for router in (lineage_router(), artifacts_router(), trading_router()):
         app.include_router(router)
+    pages.install(app)  # the HTML pages, /static, /docs, and error pages (JSON under /api)
     return app
 
 
