@@ -48,7 +48,9 @@ class MlflowResource(dg.ConfigurableResource):
             return _TRACKERS[key]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """End the MLflow runs of this Dagster run (a warning, never an error, if it cannot)."""
+        """End the MLflow runs of this Dagster run, then those of ended Dagster runs of the
+        instance that are still RUNNING (their execution ended while MLflow was down); a
+        warning, never an error, if it cannot."""
         run = context.dagster_run
         if run is None:
             return
@@ -66,6 +68,16 @@ class MlflowResource(dg.ConfigurableResource):
             return
         if ended and context.log is not None:
             context.log.debug(f"{ended} MLflow run(s) ended as {status}")
+        if context.instance is None:
+            return
+        try:  # and those earlier executions could not end because MLflow was down then
+            abandoned = tracker.end_abandoned_runs(lambda ids: _ended_as(context.instance, ids))
+        except TrackingError as exc:
+            if context.log is not None:
+                context.log.warning(f"MLflow runs of ended Dagster runs left RUNNING: {exc}")
+            return
+        if abandoned and context.log is not None:
+            context.log.info(f"{abandoned} MLflow run(s) of ended Dagster runs ended")
 
 
 def _run_has_failed(instance: dg.DagsterInstance | None, run_id: str) -> bool:
@@ -76,3 +88,15 @@ def _run_has_failed(instance: dg.DagsterInstance | None, run_id: str) -> bool:
         run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
     ).records
     return bool(records)
+
+
+def _ended_as(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, str]:
+    """The MLflow status for each of ``run_ids`` whose Dagster run has ended in ``instance``:
+    FINISHED for a success, FAILED for a failure or cancellation."""
+    ended = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(run_ids=run_ids)):
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            ended[run.run_id] = "FINISHED"
+        elif run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            ended[run.run_id] = "FAILED"
+    return ended

@@ -18,7 +18,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -388,14 +388,7 @@ class MlflowTracker:
             )
         client = self.client
         with self._guard(f"finding the runs of Dagster run {dagster_run_id}"):
-            experiments = [
-                e.experiment_id
-                for e in _all_pages(
-                    client.search_experiments,
-                    filter_string="name LIKE '%/trading_workflow_%'",  # `_`: any character
-                )
-                if "/trading_workflow_" in e.name
-            ]
+            experiments = self._workflow_experiments()
             runs = (
                 _all_pages(
                     client.search_runs,
@@ -410,6 +403,47 @@ class MlflowTracker:
         for run in runs:
             self.finish(run.info.run_id, "FAILED")
         return len(runs)
+
+    def end_abandoned_runs(self, ended_as: Callable[[list[str]], dict[str, str]]) -> int:
+        """End the runs left RUNNING by Dagster runs that have ended: ``ended_as(dagster run
+        ids)`` maps each of them that has ended to the status its MLflow runs get (FINISHED or
+        FAILED); runs of Dagster runs still going, or unknown to the caller, are left alone.
+        Those are the runs an execution could not end itself (MLflow was down when it ended).
+        Returns how many were ended."""
+        from mlflow.entities import ViewType
+
+        with self._guard("finding runs left RUNNING"):
+            experiments = self._workflow_experiments()
+            runs = (
+                _all_pages(
+                    self.client.search_runs,
+                    experiments,
+                    filter_string="attributes.status = 'RUNNING'",
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                )
+                if experiments
+                else []
+            )
+        by_dagster_run = {r.data.tags.get("dagster_run_id") for r in runs} - {None}
+        statuses = ended_as(sorted(by_dagster_run)) if by_dagster_run else {}
+        ended = 0
+        for run in runs:
+            status = statuses.get(run.data.tags.get("dagster_run_id", ""))
+            if status is not None:
+                self.finish(run.info.run_id, status)
+                ended += 1
+        return ended
+
+    def _workflow_experiments(self) -> list[str]:
+        """The ids of every strategy's ``*/trading_workflow_*`` experiments."""
+        return [
+            e.experiment_id
+            for e in _all_pages(
+                self.client.search_experiments,
+                filter_string="name LIKE '%/trading_workflow_%'",  # `_`: any character
+            )
+            if "/trading_workflow_" in e.name
+        ]
 
     def run_url(self, run_id: str) -> str | None:
         """Link to the run in the MLflow UI, only for an http(s) tracking server."""
