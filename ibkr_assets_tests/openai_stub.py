@@ -4,7 +4,8 @@
 the next scripted reply (``answer``, ``refusal``, ``error``, ``hang``, and the faults of a
 misbehaving server or proxy: ``non_json``, ``drip``, ``truncated``) and is recorded, so tests can
 assert what the client sent and how many HTTP requests it made. With no reply left the stub
-answers 500 with ``x-should-retry: false`` so a missing script fails loudly.
+answers 500 with ``x-should-retry: false`` so a missing script fails loudly. ``route`` replaces
+the script with a function of the request body, for concurrent calls whose order is not known.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,6 +119,7 @@ class OpenAIStub:
         self.base_url = ""  # set once the server has a port
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"}
         self._replies: list[StubReply] = []
+        self._route: Callable[[dict[str, Any]], StubReply] | None = None
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -125,6 +127,11 @@ class OpenAIStub:
         """Queue replies, served one per request in order."""
         with self._lock:
             self._replies.extend(replies)
+
+    def route(self, reply_for: Callable[[dict[str, Any]], StubReply] | None) -> None:
+        """Answer each request with ``reply_for(body)`` instead of the script (None: the script)."""
+        with self._lock:
+            self._route = reply_for
 
     @property
     def request_count(self) -> int:
@@ -139,8 +146,11 @@ class OpenAIStub:
     def _take(self, record: dict[str, Any]) -> StubReply:
         with self._lock:
             self.requests.append(record)
-            if self._replies:
+            route = self._route
+            if route is None and self._replies:
                 return self._replies.pop(0)
+        if route is not None:
+            return route(record["body"])
         return error(500, "stub: no scripted reply left", x_should_retry="false")
 
 
