@@ -205,7 +205,8 @@ def _materialize(
             + " (the analyst was not called)",
             metadata={"misses": dg.MetadataValue.json(misses)},
         )
-    analyses = [v for v in values.values() if not isinstance(v, Skipped)]
+    # this execution's results (cache hits, cost now), not the stored analyses as made
+    analyses = [outcomes[k] for k, v in values.items() if not isinstance(v, Skipped)]
     return dg.Output(
         values,
         metadata={
