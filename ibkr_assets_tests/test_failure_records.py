@@ -139,3 +139,24 @@ def test_a_step_that_raises_records_its_cause_for_every_partition(
         assert {r["status"] for r in rows} == {"error"}
         assert all("MLflow" in r["error"] and "unavailable" in r["error"] for r in rows), rows
     assert {r["status"] for r in _rows(tmp_path, step_name="indicators")} == {"success"}
+
+
+def test_a_step_that_cannot_load_its_inputs_records_why(deployment, instance, tmp_path):
+    """The stored market data is gone: indicators fails before its code runs, and still leaves an
+    error row with the cause for its partition."""
+    from ibkr_assets.definitions import build_definitions
+    from ibkr_assets_tests.helpers import key
+
+    deployment()
+    assert run_partitions(instance, symbol="AAPL", start=DAYS[-1]).success
+    for stored in (tmp_path / "home" / "objects" / "trading-data").rglob("*_sample*.json"):
+        stored.unlink()  # the bytes an upstream row points at are lost
+    job = build_definitions().resolve_job_def(job_name("market_data_job"))
+    result = job.get_subset(asset_selection={key("indicators")}).execute_in_process(
+        instance=instance, partition_key=f"{DAYS[-1]}|AAPL", raise_on_error=False
+    )
+    assert not result.success
+    (row,) = _rows(tmp_path, step_name="indicators", execution_id=result.run_id)
+    assert row["status"] == "error" and row["partition_key"] == f"{DAYS[-1]}|AAPL"
+    assert row["error"].startswith("loading momentum/market_data: ")
+    assert row["code_version"]

@@ -36,13 +36,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
         s3_endpoint_url=settings.s3_endpoint_url,
         s3_region=settings.s3_region,
     )
+    lineage = LineageResource(
+        database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url),
+        viewer_url=settings.viewer_url,
+    )
     return {
         "object_store": object_store,
-        "object_store_io_manager": ObjectStoreIOManager(object_store=object_store),
-        "lineage": LineageResource(
-            database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url),
-            viewer_url=settings.viewer_url,
-        ),
+        "object_store_io_manager": ObjectStoreIOManager(object_store=object_store, lineage=lineage),
+        "lineage": lineage,
         "market_data_source": MarketDataResource(
             max_stale_sessions=settings.max_stale_sessions,
             csv_dir=str(os.path.abspath(settings.csv_dir)),

@@ -29,7 +29,7 @@ from typing import Any
 import dagster as dg
 
 from ibkr_assets.partitions import split_any
-from ibkr_assets.resources.lineage import commit_step, fail_step
+from ibkr_assets.resources.lineage import LineageResource, commit_step, fail_step
 from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.storage import layout
 from ibkr_assets.storage.object_store import ObjectStore, get_verified, put_versioned
@@ -87,6 +87,7 @@ def _strategy_and_asset(key: dg.AssetKey) -> tuple[str, str]:
 
 class ObjectStoreIOManager(dg.ConfigurableIOManager):
     object_store: ObjectStoreResource
+    lineage: LineageResource  # a step that cannot load its inputs records why
 
     def handle_output(self, context: dg.OutputContext, obj: Mapping[str, Any] | None) -> None:
         if obj is None:
@@ -138,6 +139,13 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
         return versions, manifest
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
+        try:
+            return self._load(context)
+        except Exception as exc:
+            self.lineage.record_input_failure(context, exc)
+            raise
+
+    def _load(self, context: dg.InputContext) -> dict[str, Any]:
         _, asset = _strategy_and_asset(context.asset_key)
         wanted = list(context.asset_partition_keys)
         store = self.object_store.get_store()

@@ -41,6 +41,41 @@ class LineageResource(dg.ConfigurableResource):
             self._store = store
         return self._store
 
+    def record_input_failure(self, context: dg.InputContext, exc: BaseException) -> None:
+        """A step that fails while loading an input has run no code and made no recorder: write
+        an ``error`` row with the cause for each partition of each of its assets. A failure to
+        write is logged, never raised over ``exc``."""
+        try:
+            step = context.step_context
+            run = step.dagster_run
+            assets_def = step.assets_def
+            if step.has_partition_key_range:
+                keys = assets_def.partitions_def.get_partition_keys_in_range(
+                    step.partition_key_range, dynamic_partitions_store=context.instance
+                )
+            else:
+                keys = [step.partition_key] if step.has_partition_key else []
+            upstream = context.upstream_output
+            source = upstream.asset_key.to_user_string() if upstream.has_asset_key else context.name
+            error = f"loading {source}: {describe_exception(exc)}"
+            rows = []
+            for asset_key in step.get_output_asset_keys():
+                strategy_id, name = asset_key.path[0], asset_key.path[-1]
+                for key in keys:
+                    day, symbol = split_any(key)
+                    rows.append(LineageRecord(
+                        workflow_id=run.job_name, execution_id=run.root_run_id or run.run_id,
+                        run_id=run.run_id, step_name=name, step_number=step_number(name),
+                        code_version=assets_def.code_versions_by_key.get(asset_key),
+                        strategy_id=strategy_id, partition_key=key, symbol=symbol,
+                        partition_date=dt.date.fromisoformat(day), input_data={},
+                        output_data={}, status="error", error=error,
+                    ))  # fmt: skip
+            if rows:
+                self.get_store().record_steps(rows)
+        except Exception as write_error:  # noqa: BLE001 - the step's own error wins
+            _log.warning("could not record an input failure: %s", describe_exception(write_error))
+
     def recorder(
         self,
         context: dg.AssetExecutionContext,
