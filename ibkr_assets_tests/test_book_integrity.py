@@ -120,9 +120,14 @@ def test_two_backfills_of_one_strategy_at_once_place_each_order_once(tmp_path):
     (tmp_path / "dh").mkdir()
     command = [str(Path(sys.executable).parent / "ibkr-assets"), "backfill", "--no-progress",
                "--start", START.isoformat(), "--end", MIDDLE.isoformat(), "--symbols", "AAPL,NVDA"]  # fmt: skip
-    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
-    outputs = [p.communicate(timeout=600)[0] for p in both]
+    # output to files, not pipes: a helper process a command leaves behind (Dagster's log
+    # capture) must not keep the test waiting for the end of a pipe
+    logs = [tmp_path / f"backfill-{i}.log" for i in range(2)]
+    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log.open("w"),
+                             stderr=subprocess.STDOUT) for log in logs]  # fmt: skip
+    for process in both:
+        process.wait(timeout=600)
+    outputs = [log.read_text() for log in logs]
     assert [p.returncode for p in both] == [0, 0], outputs[0][-1500:] + outputs[1][-1500:]
 
     url = f"sqlite:///{tmp_path / 'home' / 'lineage.db'}"
@@ -180,10 +185,13 @@ def test_a_backfill_killed_in_the_order_step_converges_after_a_rerun(
     killed.wait(30)
     assert killed.returncode == -signal.SIGKILL, "the order step was never reached"
 
-    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=600)  # fmt: skip
-    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    assert f"process {killed.pid} " in rerun.stdout  # the killed run was marked failed
+    log = tmp_path / "rerun.log"  # a file, not a pipe (see the test above)
+    with log.open("w") as out:
+        rerun = subprocess.run(command, cwd=tmp_path, env=env, stdout=out,
+                               stderr=subprocess.STDOUT, timeout=600)  # fmt: skip
+    output = log.read_text()
+    assert rerun.returncode == 0, output[-3000:]
+    assert f"process {killed.pid} " in output  # the killed run was marked failed
     home = Home(tmp_path / "home", monkeypatch, SYMBOLS)
     try:
         assert home.book() == uninterrupted
