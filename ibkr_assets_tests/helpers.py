@@ -93,3 +93,16 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
 def node(name: str) -> str:
     """The op name of asset ``name`` in the test strategy, e.g. ``momentum__indicators``."""
     return f"{STRATEGY_ID}__{name}"
+
+
+def run_command(args: list[str], *, cwd, env: dict, timeout: float):
+    """``subprocess.run(..., capture_output=True, text=True)`` through files, not pipes: a helper
+    process the command leaves behind (Dagster's log mirroring) must not hold the test open."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run(args, cwd=cwd, env=env, stdout=out, stderr=err, timeout=timeout)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, done.returncode, out.read(), err.read())

@@ -14,7 +14,7 @@ import dagster as dg
 
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests import cli_runner
-from ibkr_assets_tests.helpers import add_symbols, job_name
+from ibkr_assets_tests.helpers import add_symbols, job_name, run_command
 
 BIN = Path(sys.executable).parent
 run_cli = cli_runner.run_cli  # a fixture
@@ -32,9 +32,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _backfill(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return run_command(
         [str(BIN / "ibkr-assets"), "backfill", "--no-progress", *args],
-        cwd=tmp_path, env={**_env(tmp_path), **extra}, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env={**_env(tmp_path), **extra}, timeout=600,
     )  # fmt: skip
 
 
@@ -115,10 +115,10 @@ def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_
     env = _env(tmp_path)
     with dg.instance_for_test(temp_dir=env["DAGSTER_HOME"]) as instance:
         add_symbols(instance, ["AAPL"])
-    launched = subprocess.run(
+    launched = run_command(
         [str(BIN / "dagster"), "job", "backfill", "-m", "ibkr_assets.definitions", "-j", job_name("trading_workflow_job"),
          "--partitions", "2025-03-13|AAPL,2025-03-14|AAPL", "--noprompt"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-2000:]
     assert "Launched backfill job" in launched.stdout + launched.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import add_symbols
+from ibkr_assets_tests.helpers import add_symbols, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -30,9 +30,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _run(args: list[str], tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=tmp_path, env=_env(tmp_path, **extra), capture_output=True, text=True, timeout=300
-    )
+    return run_command(args, cwd=tmp_path, env=_env(tmp_path, **extra), timeout=300)
 
 
 def test_demo_materializes_and_prints_where_everything_is(tmp_path):
@@ -114,10 +112,10 @@ def test_dagster_cli_materializes_a_partition_and_a_single_run_range(tmp_path, h
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         add_symbols(instance, ["AAPL"])
     target = "2025-03-14|AAPL" if how == "partition" else "2025-03-12|AAPL...2025-03-14|AAPL"
-    done = subprocess.run(
+    done = run_command(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "ibkr_assets.definitions",
          "--select", "momentum/market_data,momentum/indicators", f"--{how}", target],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     days = ["14"] if how == "partition" else ["12", "13", "14"]
