@@ -55,6 +55,7 @@ from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.trading_tables import (
     create_trading_schema,
+    fill_from_row,
     fills,
     orders,
     paper_accounts,
@@ -271,7 +272,7 @@ class PaperBroker:
     def executions(self) -> list[Fill]:
         query = sa.select(fills).where(fills.c.account == self.account_name).order_by(fills.c.id)
         with self._tx("read fills") as conn:
-            return [_fill_from_row(r._mapping) for r in conn.execute(query)]
+            return [fill_from_row(r._mapping) for r in conn.execute(query)]
 
     def positions(self) -> list[Position]:
         """Open positions (quantity != 0), by symbol."""
@@ -341,7 +342,7 @@ class PaperBroker:
                 )
             ).scalar_one()
             dated_fills = [
-                (r.session_date, _fill_from_row(r._mapping)) for r in conn.execute(fill_query)
+                (r.session_date, fill_from_row(r._mapping)) for r in conn.execute(fill_query)
             ]
             closes = [tuple(r) for r in conn.execute(carried.where(mine))]
             closes += [tuple(r) for r in conn.execute(within.where(mine))]
@@ -700,20 +701,6 @@ def _order_from_row(row: Mapping[str, Any]) -> BrokerOrder:
         commission=row["commission"],
         reason=row["reason"],
         updated_at=_aware(row["updated_at"]),
-    )
-
-
-def _fill_from_row(row: Mapping[str, Any]) -> Fill:
-    return Fill(
-        execution_id=row["execution_id"],
-        broker_order_id=row["broker_order_id"],
-        order_ref=row["order_ref"],
-        symbol=row["symbol"],
-        side=row["side"],
-        quantity=row["quantity"],
-        price=row["price"],
-        commission=row["commission"],
-        time=_session_close(row["session_date"]),
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -21,13 +20,13 @@ from ibkr_assets.domain.performance import PerformanceReport, strategy_performan
 from ibkr_assets.domain.portfolio import PortfolioSnapshot
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.trading_tables import (
+    fill_from_row,
     fills,
     paper_accounts,
     paper_closes,
     portfolio_snapshots,
 )
 
-NEW_YORK = ZoneInfo("America/New_York")  # fills are stamped at their session's close
 _NUMBERS = ("cash", "market_value", "equity", "realized_pnl", "unrealized_pnl", "commissions",
             "gross_exposure", "net_exposure", "exposure_pct")  # fmt: skip
 
@@ -73,7 +72,7 @@ def load_performance_inputs(
         fill_rows = (
             conn.execute(_fill_query(strategy_id, end)).mappings() if "fills" in present else []
         )
-        dated_fills = [(r["session_date"], _fill(r)) for r in fill_rows]
+        dated_fills = [(r["session_date"], fill_from_row(r)) for r in fill_rows]
         closes = _closes(conn, strategy_id, start, end) if "paper_closes" in present else []
     return PerformanceInputs(strategy_id, start, end, starting_cash, snaps, dated_fills, closes)
 
@@ -158,18 +157,4 @@ def _snapshot(row: sa.Row) -> PortfolioSnapshot:
         date=m["snapshot_date"],
         positions=m["positions"],
         **{name: m[name] for name in _NUMBERS},
-    )
-
-
-def _fill(row: sa.RowMapping) -> Fill:
-    return Fill(
-        execution_id=row["execution_id"],
-        broker_order_id=row["broker_order_id"],
-        order_ref=row["order_ref"],
-        symbol=row["symbol"],
-        side=row["side"],
-        quantity=row["quantity"],
-        price=row["price"],
-        commission=row["commission"],
-        time=dt.datetime.combine(row["session_date"], dt.time(16), tzinfo=NEW_YORK),
     )

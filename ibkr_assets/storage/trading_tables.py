@@ -7,11 +7,13 @@ writing so SQLite (which does not round) holds the same values as PostgreSQL.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import get_args
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from ibkr_assets.domain.orders import OrderStatus, OrderType, Role, Side
+from ibkr_assets.domain.orders import Fill, OrderStatus, OrderType, Role, Side
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.tables import _json, _timestamp, metadata
 
@@ -172,6 +174,24 @@ TRADING_TABLES: tuple[sa.Table, ...] = (
     paper_closes,
     portfolio_snapshots,
 )
+
+
+def fill_from_row(row) -> Fill:
+    """A ``fills`` row as a ``Fill``, stamped at the close of its session (a daily bar does not
+    say when it happened)."""
+    return Fill(
+        execution_id=row["execution_id"],
+        broker_order_id=row["broker_order_id"],
+        order_ref=row["order_ref"],
+        symbol=row["symbol"],
+        side=row["side"],
+        quantity=row["quantity"],
+        price=row["price"],
+        commission=row["commission"],
+        time=dt.datetime.combine(
+            row["session_date"], dt.time(16), tzinfo=ZoneInfo("America/New_York")
+        ),
+    )
 
 
 def create_trading_schema(url: str) -> None:
