@@ -118,6 +118,9 @@ class Home:
         return LineageStore(self.url).lineage_rows(step_name="order")
 
     def close(self) -> None:
+        """Close the instance. Homes must close in the reverse order they were opened: an entered
+        instance sets Dagster's current definitions-state storage, and closing out of order leaves a
+        closed instance's storage current for every later test in the process."""
         self._instance.__exit__(None, None, None)
 
 

@@ -36,6 +36,18 @@ def _postgres_missing(reason: str) -> None:
     pytest.skip(f"PostgreSQL unavailable: {reason}")
 
 
+
+@pytest.fixture(autouse=True)
+def _no_leaked_dagster_instance() -> Iterator[None]:
+    """Fail the test that leaves a Dagster instance entered: an entered instance makes its
+    definitions-state storage current, and a later test that builds definitions would read it
+    after the instance is gone (an error far from its cause)."""
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    before = DefsStateStorage.get()
+    yield
+    assert DefsStateStorage.get() is before, "a Dagster instance was entered and not exited"
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database for this test session."""

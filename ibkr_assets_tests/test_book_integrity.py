@@ -33,7 +33,7 @@ def homes(tmp_path, deployment, monkeypatch):
         return made[-1]
 
     yield make
-    for home in made:
+    for home in reversed(made):  # last opened, first closed: see Home.close
         home.close()
 
 
