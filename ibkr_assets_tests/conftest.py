@@ -36,7 +36,6 @@ def _postgres_missing(reason: str) -> None:
     pytest.skip(f"PostgreSQL unavailable: {reason}")
 
 
-
 @pytest.fixture(autouse=True)
 def _no_leaked_dagster_instance() -> Iterator[None]:
     """Fail the test that leaves a Dagster instance entered: an entered instance makes its
@@ -47,6 +46,7 @@ def _no_leaked_dagster_instance() -> Iterator[None]:
     before = DefsStateStorage.get()
     yield
     assert DefsStateStorage.get() is before, "a Dagster instance was entered and not exited"
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
