@@ -16,19 +16,19 @@ import pytest
 
 from ibkr_assets.analysis import analysts
 from ibkr_assets.analysis.analysts import (
-    AnalysisRequest,
-    AnalysisResult,
     OpenAIAnalyst,
     RulesAnalyst,
     parse_response,
     proposal_json_schema,
 )
-from ibkr_assets.analysis.cache import ReplayMissError, ResponseCache, analyze, cache_key
+from ibkr_assets.analysis.cache import ReplayMissError, ResponseCache, analyze
 from ibkr_assets.analysis.prompts import (
     TemplateNotFoundError,
+    build_request,
     load_template,
     render_prompt,
 )
+from ibkr_assets.domain.analysis import AnalysisRequest, AnalysisResult, cache_key
 from ibkr_assets.domain.signal import SignalRules, build_signal
 from ibkr_assets.storage.object_store import LocalObjectStore
 from ibkr_assets_tests.openai_stub import (
@@ -62,7 +62,7 @@ def openai_server() -> Iterator[OpenAIStub]:
 
 @pytest.fixture
 def request_() -> AnalysisRequest:
-    return AnalysisRequest.build(
+    return build_request(
         symbol="AAPL",
         as_of=AS_OF,
         template=load_template("chart_analysis", 1),

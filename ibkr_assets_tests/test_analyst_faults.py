@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from ibkr_assets.analysis.analysts import AnalysisRequest, OpenAIAnalyst, RulesAnalyst
+from ibkr_assets.analysis.analysts import OpenAIAnalyst, RulesAnalyst
 from ibkr_assets.analysis.cache import ReplayMissError, ResponseCache, analyze
-from ibkr_assets.analysis.prompts import load_template
+from ibkr_assets.analysis.prompts import build_request, load_template
+from ibkr_assets.domain.analysis import AnalysisRequest
 from ibkr_assets.domain.signal import SignalProposal, SignalRules, build_signal
 from ibkr_assets.storage.object_store import LocalObjectStore
 from ibkr_assets_tests.openai_stub import (
@@ -46,7 +47,7 @@ def openai_server() -> Iterator[OpenAIStub]:
 
 @pytest.fixture
 def request_() -> AnalysisRequest:
-    return AnalysisRequest.build(
+    return build_request(
         symbol="AAPL",
         as_of=AS_OF,
         template=load_template("chart_analysis", 1),

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import datetime as dt
 import functools
 import json
 import math
@@ -24,11 +22,11 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ibkr_assets.analysis.prompts import PromptTemplate, render_prompt
+from ibkr_assets.domain.analysis import AnalysisRequest, AnalysisResult, Analyst, request_key
 from ibkr_assets.domain.signal import SignalProposal, hold_proposal
 
 if TYPE_CHECKING:
@@ -40,112 +38,6 @@ _MAX_ERROR_CHARS = 500
 _INITIAL_RETRY_DELAY_S = 0.5
 _MAX_RETRY_DELAY_S = 8.0
 _CODE_FENCE = re.compile(r"^```(?:json)?\s*(?P<body>.*?)\s*```$", re.DOTALL | re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class AnalysisRequest:
-    """Everything an analyst sees for one symbol and session."""
-
-    symbol: str
-    as_of: dt.date
-    template: PromptTemplate
-    prompt: str
-    images: dict[str, bytes]  # chart PNGs by timeframe: "daily", "weekly"
-    indicators: dict[str, float | None]
-    last_close: float
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        symbol: str,
-        as_of: dt.date,
-        template: PromptTemplate,
-        images: Mapping[str, bytes],
-        indicators: Mapping[str, float | None],
-        last_close: float,
-    ) -> AnalysisRequest:
-        """A request whose prompt is ``template`` rendered for these inputs."""
-        prompt = render_prompt(
-            template,
-            symbol=symbol,
-            as_of=as_of,
-            indicators=indicators,
-            last_close=last_close,
-            timeframes=tuple(sorted(images)),  # the order the images are sent in
-        )
-        return cls(symbol, as_of, template, prompt, dict(images), dict(indicators), last_close)
-
-
-@dataclass(frozen=True)
-class AnalysisResult:
-    """One analysis as recorded: what was asked, what came back, what it cost.
-
-    On a cache hit ``cost_usd`` is 0 and ``saved_cost_usd`` holds the original call's cost;
-    tokens, latency and attempts describe the original call.
-    """
-
-    provider: str
-    model: str
-    template_id: str
-    template_version: int
-    prompt: str
-    raw_response: str | None
-    proposal: SignalProposal
-    valid: bool
-    error: str | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    latency_ms: int
-    attempts: int
-    cache_key: str
-    cache_hit: bool = False
-    saved_cost_usd: float = 0.0
-
-    @property
-    def final(self) -> bool:
-        """Whether a decision may rest on this analysis for good: only a valid proposal.
-
-        A fail-closed HOLD (timeout, rate limit, connection or server error, a body that is
-        not a proposal, a refusal) is not: it is neither cached nor final, so a later run
-        asks again and decides again.
-        """
-        return self.valid
-
-    def as_made(self) -> AnalysisResult:
-        """This analysis as the original call made it: a replay from the cache (``cache_hit``,
-        cost 0, ``saved_cost_usd``) becomes the same value, hence the same stored bytes."""
-        if not self.cache_hit:
-            return self
-        return dataclasses.replace(
-            self, cache_hit=False, cost_usd=self.saved_cost_usd, saved_cost_usd=0.0
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``from_json`` rebuilds an equal result."""
-        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        data["proposal"] = self.proposal.model_dump(mode="json")
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AnalysisResult:
-        names = {field.name for field in dataclasses.fields(cls)}
-        # ``cacheable``: written by earlier versions, replaced by ``final``.
-        values = {name: value for name, value in data.items() if name != "cacheable"}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown analysis result fields: {', '.join(unknown)}")
-        values["proposal"] = SignalProposal.model_validate(values["proposal"])
-        return cls(**values)
-
-
-class Analyst(Protocol):
-    provider: str
-    model: str
-    endpoint: str | None  # the server's URL when not the provider's own API
-
-    def analyze(self, request: AnalysisRequest) -> AnalysisResult: ...
 
 
 def _fail(error: str) -> tuple[SignalProposal, bool, str]:
@@ -183,20 +75,6 @@ def parse_response(raw: str) -> tuple[SignalProposal, bool, str | None]:
     return proposal, True, None
 
 
-def _request_key(analyst: Analyst, request: AnalysisRequest) -> str:
-    from ibkr_assets.analysis.cache import cache_key  # cache.py imports this module
-
-    return cache_key(
-        provider=analyst.provider,
-        model=analyst.model,
-        endpoint=analyst.endpoint,
-        template_id=request.template.id,
-        template_version=request.template.version,
-        prompt=request.prompt,
-        images=request.images,
-    )
-
-
 def _result(
     analyst: Analyst,
     request: AnalysisRequest,
@@ -225,7 +103,7 @@ def _result(
         cost_usd=cost_usd,
         latency_ms=latency_ms,
         attempts=attempts,
-        cache_key=_request_key(analyst, request),
+        cache_key=request_key(analyst, request),
     )
 
 

@@ -1,55 +1,28 @@
 """The replay cache: one stored analysis per exact question, so runs can be repeated for free.
 
-The key covers everything that decides the answer: provider, model, template id and version,
-the rendered prompt and the chart bytes. ``normal`` reuses a stored answer, ``refresh``
-always asks again, ``replay`` only reads and never touches the network (a miss is an error).
-Only valid proposals are stored and served: a fail-closed HOLD (a timeout, a rate limit, a body
-that is not a proposal, a refusal) is never replayed as an answer, so a later run asks again.
+The key (``domain.analysis.request_key``) covers everything that decides the answer: provider,
+model, template id and version, the rendered prompt and the chart bytes. ``normal`` reuses a
+stored answer, ``refresh`` always asks again, ``replay`` only reads and never touches the
+network (a miss is an error). Only valid proposals are stored and served: a fail-closed HOLD (a
+timeout, a rate limit, a body that is not a proposal, a refusal) is never replayed as an answer,
+so a later run asks again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-from collections.abc import Mapping
 from typing import Literal, get_args
 
-from ibkr_assets.analysis.analysts import AnalysisRequest, AnalysisResult, Analyst
+from ibkr_assets.domain.analysis import AnalysisRequest, AnalysisResult, Analyst, request_key
 from ibkr_assets.storage.object_store import ObjectStore
 
 CacheMode = Literal["normal", "refresh", "replay"]
 DEFAULT_PREFIX = "ml-experiments/llm-cache"
-_KEY_FORMAT = 2  # bump when the canonical encoding below changes
 
 
 class ReplayMissError(LookupError):
     """Replay mode found no stored analysis for a request."""
-
-
-def cache_key(
-    *,
-    provider: str,
-    model: str,
-    endpoint: str | None = None,
-    template_id: str,
-    template_version: int,
-    prompt: str,
-    images: Mapping[str, bytes],
-) -> str:
-    """sha256 over a canonical JSON encoding; images are hashed and sorted by name."""
-    canonical = {
-        "format": _KEY_FORMAT,
-        "provider": provider,
-        "model": model,
-        "endpoint": endpoint,  # None: the provider's own API
-        "template_id": template_id,
-        "template_version": template_version,
-        "prompt": prompt,
-        "images": sorted((name, hashlib.sha256(data).hexdigest()) for name, data in images.items()),
-    }
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
 class ResponseCache:
@@ -93,15 +66,7 @@ def analyze(
         raise ValueError(
             f"unknown cache mode {mode!r}; use one of {', '.join(get_args(CacheMode))}"
         )
-    key = cache_key(
-        provider=analyst.provider,
-        model=analyst.model,
-        endpoint=analyst.endpoint,
-        template_id=request.template.id,
-        template_version=request.template.version,
-        prompt=request.prompt,
-        images=request.images,
-    )
+    key = request_key(analyst, request)
     if mode != "refresh":
         stored = cache.get(key)
         if stored is not None:

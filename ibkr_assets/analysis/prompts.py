@@ -9,13 +9,12 @@ same inputs must always render to the same string (fixed float precision, fixed 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 
+from ibkr_assets.domain.analysis import AnalysisRequest, PromptTemplate
 from ibkr_assets.domain.indicators import INDICATOR_COLUMNS
 
 _TEMPLATE_PACKAGE = "ibkr_assets.analysis"
@@ -32,19 +31,6 @@ TIMEFRAME_NOTES: dict[str, str] = {
 
 class TemplateNotFoundError(LookupError):
     """No template file for the id/version asked for; the message lists what exists."""
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """One version of a prompt: ``text`` is the body after the header."""
-
-    id: str
-    version: int
-    text: str
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
 def _template_files() -> dict[tuple[str, int], str]:
@@ -127,4 +113,27 @@ def render_prompt(
         timeframe_notes=notes,
         indicator_table=indicator_table(indicators),
         last_close=_format_value(last_close),
+    )
+
+
+def build_request(
+    *,
+    symbol: str,
+    as_of: dt.date,
+    template: PromptTemplate,
+    images: Mapping[str, bytes],
+    indicators: Mapping[str, float | None],
+    last_close: float,
+) -> AnalysisRequest:
+    """A request whose prompt is ``template`` rendered for these inputs."""
+    prompt = render_prompt(
+        template,
+        symbol=symbol,
+        as_of=as_of,
+        indicators=indicators,
+        last_close=last_close,
+        timeframes=tuple(sorted(images)),  # the order the images are sent in
+    )
+    return AnalysisRequest(
+        symbol, as_of, template, prompt, dict(images), dict(indicators), last_close
     )

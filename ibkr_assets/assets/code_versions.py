@@ -22,7 +22,7 @@ STEP_SOURCES: dict[str, tuple[str, ...]] = {
     "indicators": ("assets/indicators.py", "domain/indicators.py", "domain/indicator_set.py"),
     "daily_chart": ("assets/charts.py", "charts", "domain/resample.py", "domain/chart_image.py"),
     "weekly_chart": ("assets/charts.py", "charts", "domain/resample.py", "domain/chart_image.py"),
-    "llm_analysis": ("assets/llm_analysis.py", "analysis"),
+    "llm_analysis": ("assets/llm_analysis.py", "analysis", "domain/analysis.py"),
     "trading_signal": ("assets/trading_signal.py", "domain/signal.py"),
     "order": ("assets/orders.py", "execution", "brokers", "domain/orders.py", "domain/sizing.py",
               "domain/paper_fills.py", "domain/commissions.py"),

@@ -57,9 +57,9 @@ def _materialize(
     mlflow: MlflowResource,
     strategy_id: str,
 ) -> dg.Output[dict]:
-    from ibkr_assets.analysis.analysts import AnalysisRequest
     from ibkr_assets.analysis.cache import ReplayMissError, ResponseCache, analyze
     from ibkr_assets.analysis.prompts import render_prompt
+    from ibkr_assets.domain.analysis import AnalysisRequest
 
     recorder = lineage.recorder(context, "llm_analysis", strategy_id)
     tracker = mlflow.get_tracker()

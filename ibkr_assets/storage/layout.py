@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ibkr_assets.domain.analysis import AnalysisResult
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.market_data import MarketDataWindow
@@ -58,8 +59,6 @@ def _chart(timeframe: str) -> AssetLayout:
 
 
 def _analysis_decoder(symbol: str, day: dt.date, payload: dict) -> Any:
-    from ibkr_assets.analysis.analysts import AnalysisResult
-
     return AnalysisResult.from_json(payload)
 
 
