@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ibkr_assets.sources.base import BarSource, SourceUnavailableError, UnknownSymbolError
+from ibkr_assets.ibkr.bar_source import IbkrBarSource, as_market_data_errors
+from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
+from ibkr_assets.sources.base import BarSource, UnknownSymbolError
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.tables import metadata
 
@@ -138,13 +140,14 @@ def resolve_with_ibkr(
     cannot be asked.
     """
     ticker = normalize_symbol(symbol)
-    try:
-        contract = adapter.qualify_stock(ticker, exchange, currency)
-    except UnknownSymbolError as exc:
-        raise UnknownSymbolError(
-            f"unknown symbol {ticker!r}: {exc}{_suggestions(adapter, ticker)}"
-        ) from exc
-    listed = adapter.matching_symbols(ticker)
+    with as_market_data_errors():
+        try:
+            contract = adapter.qualify_stock(ticker, exchange, currency)
+        except UnknownContractError as exc:
+            raise UnknownSymbolError(
+                f"unknown symbol {ticker!r}: {exc}{_suggestions(adapter, ticker)}"
+            ) from exc
+        listed = adapter.matching_symbols(ticker)
     name = next((m["description"] for m in listed if m["conId"] == contract.conId), "")
     return SymbolInfo(
         symbol=ticker,
@@ -188,8 +191,6 @@ def resolver_for(
     source: BarSource, as_of: dt.date, adapter: IbkrAdapter | None = None
 ) -> Callable[[str], SymbolInfo]:
     """IBKR's resolver when ``adapter`` is given or ``source`` is IBKR's, else the source's."""
-    from ibkr_assets.sources.ibkr import IbkrBarSource
-
     ibkr = source.adapter if adapter is None and isinstance(source, IbkrBarSource) else adapter
     if ibkr is not None:
         return lambda symbol: resolve_with_ibkr(ibkr, symbol)
@@ -246,7 +247,7 @@ def _suggestions(adapter: IbkrAdapter, ticker: str) -> str:
     """`` IBKR's symbol search suggests: ...`` for stocks matching ``ticker``, or ""."""
     try:
         listed = adapter.matching_symbols(ticker)
-    except SourceUnavailableError:
+    except GatewayUnavailableError:
         return ""
     found = [
         f"{m['symbol']} ({m['description']}, {m['primaryExchange']}, {m['currency']})"

@@ -16,8 +16,9 @@ from ib_async import IB, Stock, util
 
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig, history_duration
+from ibkr_assets.ibkr.bar_source import IbkrBarSource
+from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
 from ibkr_assets.sources.base import BarSource, SourceUnavailableError, UnknownSymbolError
-from ibkr_assets.sources.ibkr import IbkrBarSource
 from ibkr_assets_tests.fakes.fake_ib import (
     CONNECTIVITY_LOST,
     DURATION_IN_YEARS,
@@ -150,7 +151,9 @@ def test_a_hard_timeout_bounds_calls_that_have_none(adapter: IbkrAdapter, fake: 
     assert fake.RequestTimeout > CONFIG.request_timeout
     fake.time_out_next("qualifyContracts")
 
-    with pytest.raises(SourceUnavailableError, match="did not answer the contract lookup for AAPL"):
+    with pytest.raises(
+        GatewayUnavailableError, match="did not answer the contract lookup for AAPL"
+    ):
         adapter.qualify_stock("AAPL")
 
 
@@ -174,7 +177,7 @@ def test_qualified_contracts_are_cached(adapter: IbkrAdapter, fake: FakeIB) -> N
 
 
 def test_unknown_symbol_names_the_symbol(adapter: IbkrAdapter, fake: FakeIB, errors) -> None:
-    with pytest.raises(UnknownSymbolError, match="'ZZZZ'.*error 200"):
+    with pytest.raises(UnknownContractError, match="'ZZZZ'.*error 200"):
         adapter.daily_bars("ZZZZ", END, 5)
 
     assert [code for _, code, _ in errors if code < 2100] == [200]
@@ -203,14 +206,14 @@ def test_no_data_in_the_window_gives_an_empty_frame(adapter: IbkrAdapter, errors
 def test_pacing_violation_is_a_clear_error(adapter: IbkrAdapter, fake: FakeIB) -> None:
     fake.fail_next("reqHistoricalData", 162, PACING_VIOLATION)
 
-    with pytest.raises(SourceUnavailableError, match="AAPL.*pacing violation.*wait and retry"):
+    with pytest.raises(GatewayUnavailableError, match="AAPL.*pacing violation.*wait and retry"):
         adapter.daily_bars("AAPL", END, 5)
 
 
 def test_identical_request_within_15_seconds_hits_pacing(adapter: IbkrAdapter) -> None:
     adapter.daily_bars("AAPL", END, 5)
 
-    with pytest.raises(SourceUnavailableError, match="pacing"):
+    with pytest.raises(GatewayUnavailableError, match="pacing"):
         adapter.daily_bars("AAPL", END, 5)
 
 
@@ -222,14 +225,14 @@ def test_missing_market_data_permission_is_a_clear_error(
     )
     fake.fail_next("reqHistoricalData", 162, message)
 
-    with pytest.raises(SourceUnavailableError, match="error 162.*market-data permissions"):
+    with pytest.raises(GatewayUnavailableError, match="error 162.*market-data permissions"):
         adapter.daily_bars("AAPL", END, 5)
 
 
 def test_validation_error_321_is_reported(adapter: IbkrAdapter, fake: FakeIB) -> None:
     fake.fail_next("reqHistoricalData", 321, DURATION_IN_YEARS)
 
-    with pytest.raises(SourceUnavailableError, match="error 321.*years"):
+    with pytest.raises(GatewayUnavailableError, match="error 321.*years"):
         adapter.daily_bars("AAPL", END, 5)
 
 
@@ -238,7 +241,7 @@ def test_connectivity_lost_during_request_is_a_clear_error(
 ) -> None:
     fake.fail_next("reqHistoricalData", 1100, CONNECTIVITY_LOST)
 
-    with pytest.raises(SourceUnavailableError, match="lost connectivity.*error 1100"):
+    with pytest.raises(GatewayUnavailableError, match="lost connectivity.*error 1100"):
         adapter.daily_bars("AAPL", END, 5)
 
 
@@ -274,7 +277,7 @@ def test_connection_refused_always_names_host_port_and_what_to_check(
     fake.refuse_connections()
     adapter = IbkrAdapter(CONFIG, ib_factory=lambda: fake, sleep=sleeps.append)
 
-    with pytest.raises(SourceUnavailableError) as raised:
+    with pytest.raises(GatewayUnavailableError) as raised:
         adapter.daily_bars("AAPL", END, 3)
 
     message = str(raised.value)
@@ -291,7 +294,7 @@ def test_backoff_doubles_up_to_its_cap(fake: FakeIB, sleeps: list[float]) -> Non
     config = IbkrConfig(connect_attempts=5, backoff_seconds=0.01, backoff_max_seconds=0.03)
     adapter = IbkrAdapter(config, ib_factory=lambda: fake, sleep=sleeps.append)
 
-    with pytest.raises(SourceUnavailableError):
+    with pytest.raises(GatewayUnavailableError):
         adapter.connect()
 
     assert sleeps == [0.01, 0.02, 0.03, 0.03]
@@ -301,7 +304,7 @@ def test_handshake_timeout_says_so(fake: FakeIB, sleeps: list[float]) -> None:
     fake.time_out_connections()
     adapter = IbkrAdapter(CONFIG, ib_factory=lambda: fake, sleep=sleeps.append)
 
-    with pytest.raises(SourceUnavailableError, match="no API handshake within 0.5 s"):
+    with pytest.raises(GatewayUnavailableError, match="no API handshake within 0.5 s"):
         adapter.connect()
 
 
@@ -323,7 +326,7 @@ def test_drop_during_a_request_fails_it_and_the_next_one_reconnects(
 ) -> None:
     fake.drop_during_next("reqHistoricalData")
 
-    with pytest.raises(SourceUnavailableError, match="connection to 127.0.0.1:4002 was lost"):
+    with pytest.raises(GatewayUnavailableError, match="connection to 127.0.0.1:4002 was lost"):
         adapter.daily_bars("AAPL", END, 3)
     assert len(adapter.daily_bars("AAPL", END, 3)) == 3
     assert len(fake.calls_to("connect")) == 2
@@ -342,7 +345,7 @@ def test_real_ib_refused_connection_maps_to_source_unavailable() -> None:
         port = probe.getsockname()[1]
     adapter = IbkrAdapter(IbkrConfig(port=port, connect_attempts=2), sleep=lambda _s: None)
 
-    with pytest.raises(SourceUnavailableError, match=f"127.0.0.1:{port} after 2 attempt"):
+    with pytest.raises(GatewayUnavailableError, match=f"127.0.0.1:{port} after 2 attempt"):
         adapter.connect()
 
 
@@ -352,7 +355,7 @@ def test_real_ib_silent_server_maps_to_handshake_timeout() -> None:
         server.listen()
         config = IbkrConfig(port=server.getsockname()[1], connect_timeout=0.2, connect_attempts=1)
 
-        with pytest.raises(SourceUnavailableError, match="no API handshake within 0.2 s"):
+        with pytest.raises(GatewayUnavailableError, match="no API handshake within 0.2 s"):
             IbkrAdapter(config).connect()
 
 
@@ -374,10 +377,12 @@ def test_matching_symbols_returns_small_dicts(adapter: IbkrAdapter) -> None:
     assert adapter.matching_symbols("QQQQZ") == []
 
 
-def test_matching_symbols_timeout_is_source_unavailable(adapter: IbkrAdapter, fake: FakeIB) -> None:
+def test_matching_symbols_timeout_is_gateway_unavailable(
+    adapter: IbkrAdapter, fake: FakeIB
+) -> None:
     fake.time_out_next("reqMatchingSymbols")
 
-    with pytest.raises(SourceUnavailableError, match="symbol search for 'AAP'"):
+    with pytest.raises(GatewayUnavailableError, match="symbol search for 'AAP'"):
         adapter.matching_symbols("AAP")
 
 
@@ -399,9 +404,25 @@ def test_bar_source_connects_once_and_reuses_the_connection(fake: FakeIB) -> Non
     assert not fake.isConnected()
 
 
+def test_bar_source_raises_the_market_data_errors_with_the_gateways_message(
+    fake: FakeIB, sleeps: list[float]
+) -> None:
+    source = IbkrBarSource(IbkrAdapter(CONFIG, ib_factory=lambda: fake, sleep=sleeps.append))
+    with pytest.raises(UnknownSymbolError, match="'ZZZZ'.*error 200") as unknown:
+        source.fetch_bars("ZZZZ", END, 5)
+    assert isinstance(unknown.value.__cause__, UnknownContractError)
+    assert str(unknown.value) == str(unknown.value.__cause__)
+
+    fake.refuse_connections()
+    source.close()
+    with pytest.raises(SourceUnavailableError, match="not reachable") as down:
+        source.fetch_bars("AAPL", END, 5)
+    assert isinstance(down.value.__cause__, GatewayUnavailableError)
+
+
 def test_importing_the_source_does_not_import_ib_async() -> None:
     code = (
-        "import sys; from ibkr_assets.sources.ibkr import IbkrBarSource; "
+        "import sys; from ibkr_assets.ibkr.bar_source import IbkrBarSource; "
         "from ibkr_assets.ibkr.adapter import IbkrAdapter; IbkrBarSource(IbkrAdapter()); "
         "print('ib_async' in sys.modules)"
     )

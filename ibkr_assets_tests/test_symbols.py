@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from ibkr_assets.ibkr.adapter import IbkrAdapter
+from ibkr_assets.ibkr.bar_source import IbkrBarSource
 from ibkr_assets.sources.base import SourceUnavailableError, UnknownSymbolError
 from ibkr_assets.sources.csv_folder import CsvFolderSource
-from ibkr_assets.sources.ibkr import IbkrBarSource
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.symbols import (

@@ -18,7 +18,8 @@ SHARED = ("assets/defaults.py", "storage/layout.py")
 
 STEP_SOURCES: dict[str, tuple[str, ...]] = {
     "market_data": ("assets/market_data.py", "assets/quality_checks.py", "domain/bars.py",
-                    "domain/market_data.py", "domain/quality.py", "domain/calendar.py", "sources"),
+                    "domain/market_data.py", "domain/quality.py", "domain/calendar.py", "sources",
+                    "ibkr/bar_source.py"),
     "indicators": ("assets/indicators.py", "domain/indicators.py", "domain/indicator_set.py"),
     "daily_chart": ("assets/charts.py", "charts", "domain/resample.py", "domain/chart_image.py"),
     "weekly_chart": ("assets/charts.py", "charts", "domain/resample.py", "domain/chart_image.py"),

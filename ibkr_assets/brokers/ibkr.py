@@ -33,7 +33,7 @@ from ibkr_assets.domain.orders import (
     order_ref,
 )
 from ibkr_assets.ibkr.adapter import ORDER_CANCELLED, IbkrAdapter, ReadonlySessionError
-from ibkr_assets.sources.base import MarketDataError
+from ibkr_assets.ibkr.errors import GatewayError
 
 if TYPE_CHECKING:
     from ib_async import Fill as IbFill
@@ -269,7 +269,7 @@ class IbkrBroker:
             return call(*args)
         except ReadonlySessionError as exc:
             raise BrokerError(str(exc)) from exc
-        except MarketDataError as exc:
+        except GatewayError as exc:
             retry = (
                 "; the order may have reached IBKR: calling again is safe, it looks the "
                 "order_ref up before sending anything"

@@ -1,6 +1,6 @@
 """The one adapter between this project and ``ib_async.IB`` (IB Gateway / TWS).
 
-Everything above this module sees bar frames and ``ibkr_assets.sources.base`` errors, never
+Everything above this module sees bar frames and ``ibkr_assets.ibkr.errors`` errors, never
 ib_async objects or IB error codes. The adapter owns the connection (bounded retries with
 exponential backoff, reconnect on the next call after a drop) and turns what ib_async reports
 into those errors. ib_async reports most failures out of band: a blocking call returns an empty
@@ -42,10 +42,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from ibkr_assets.domain.bars import empty_bars, normalize_bars, window_ending
-from ibkr_assets.sources.base import (
-    MarketDataError,
-    SourceUnavailableError,
-    UnknownSymbolError,
+from ibkr_assets.ibkr.errors import (
+    GatewayError,
+    GatewayUnavailableError,
+    UnknownContractError,
 )
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _default_ib_factory() -> Any:
 
 
 class IbkrAdapter:
-    """A narrow, blocking facade over ``ib_async.IB`` that raises ``MarketDataError`` subclasses.
+    """A narrow, blocking facade over ``ib_async.IB`` that raises ``GatewayError`` subclasses.
 
     ``ib_factory`` builds the ``IB``-like object (default ``ib_async.IB``); tests pass a fake.
     ``sleep`` waits between connection attempts. The adapter connects on first use and again
@@ -181,7 +181,7 @@ class IbkrAdapter:
     def connect(self) -> None:
         """Connect unless already connected, retrying with exponential backoff.
 
-        Raises ``SourceUnavailableError`` naming host:port and what to check when every attempt
+        Raises ``GatewayUnavailableError`` naming host:port and what to check when every attempt
         fails (connection refused, handshake timeout, client id in use, ...).
         """
         if self.is_connected:
@@ -218,7 +218,7 @@ class IbkrAdapter:
             if attempt < attempts:
                 self._sleep(min(cfg.backoff_max_seconds, cfg.backoff_seconds * 2 ** (attempt - 1)))
         assert failure is not None
-        raise SourceUnavailableError(self._unreachable_message(attempts, failure, reported))
+        raise GatewayUnavailableError(self._unreachable_message(attempts, failure, reported))
 
     def close(self) -> None:
         """Disconnect; safe to call when not connected. The next request reconnects."""
@@ -236,7 +236,7 @@ class IbkrAdapter:
     ) -> Contract:
         """The stock's fully qualified contract (``conId`` set); cached, as conIds never change.
 
-        Raises ``UnknownSymbolError`` when IB has no such stock (error 200) or several match
+        Raises ``UnknownContractError`` when IB has no such stock (error 200) or several match
         (set ``primary_exchange`` then).
         """
         key = (symbol, exchange, currency, primary_exchange)
@@ -298,7 +298,7 @@ class IbkrAdapter:
         with self._request(f"the symbol search for {pattern!r}") as errors:
             found = self._ib.reqMatchingSymbols(pattern)
         if found is None:  # ib_async gives up after 4 s and returns None
-            raise SourceUnavailableError(
+            raise GatewayUnavailableError(
                 f"IBKR at {self._config.endpoint} did not answer the symbol search for "
                 f"{pattern!r}{_describe(errors)}; retry later"
             )
@@ -493,12 +493,12 @@ class IbkrAdapter:
                 yield errors
             except ConnectionError as exc:  # "Not connected" / "Socket disconnect"
                 self.close()
-                raise SourceUnavailableError(
+                raise GatewayUnavailableError(
                     f"IBKR connection to {endpoint} was lost during {what} ({exc}); "
                     "the next request reconnects"
                 ) from exc
             except asyncio.TimeoutError as exc:
-                raise SourceUnavailableError(
+                raise GatewayUnavailableError(
                     f"IBKR at {endpoint} did not answer {what} within "
                     f"{self._config.hard_timeout:g} s{_describe(errors)}"
                 ) from exc
@@ -521,42 +521,42 @@ class IbkrAdapter:
 
     def _unqualified_error(
         self, symbol: str, exchange: str, currency: str, errors: list[IbError]
-    ) -> MarketDataError:
+    ) -> GatewayError:
         failures = [e for e in errors if not e.is_notice]
         if any(e.code == NO_SECURITY_DEFINITION for e in failures):
-            return UnknownSymbolError(
+            return UnknownContractError(
                 f"IBKR has no stock {symbol!r} on {exchange} in {currency} "
                 f"(error {NO_SECURITY_DEFINITION}: no security definition). Check the ticker, "
                 "exchange and currency; matching_symbols() lists candidates."
             )
         if failures:
-            return SourceUnavailableError(
+            return GatewayUnavailableError(
                 f"IBKR could not look up {symbol!r} on {exchange} in {currency}"
                 f"{_describe(failures)}"
             )
-        return UnknownSymbolError(
+        return UnknownContractError(
             f"IBKR found several stocks for {symbol!r} on {exchange} in {currency}; "
             "pass primary_exchange (for example NASDAQ or NYSE) to pick one."
         )
 
     def _history_problem(
         self, symbol: str, end: dt.date, errors: list[IbError]
-    ) -> MarketDataError | None:
+    ) -> GatewayError | None:
         """Why IB sent no bars: an error to raise, or None when the window is simply empty."""
         failures = [e for e in errors if not e.is_notice]
         where = f"daily bars for {symbol} ending {end.isoformat()}"
         for e in failures:
             if e.code in CONNECTIVITY_CODES:
-                return SourceUnavailableError(
+                return GatewayUnavailableError(
                     f"IBKR lost connectivity while fetching {where} ({e}); retry once IB "
                     "Gateway / TWS shows it is connected to IB's servers again"
                 )
         for e in failures:
             text = e.message.lower()
             if e.code == NO_SECURITY_DEFINITION:
-                return UnknownSymbolError(f"IBKR has no data for {symbol!r}: {e}")
+                return UnknownContractError(f"IBKR has no data for {symbol!r}: {e}")
             if e.code == HISTORICAL_DATA_ERROR and "pacing" in text:
-                return SourceUnavailableError(
+                return GatewayUnavailableError(
                     f"IBKR refused {where}: pacing violation ({e}). IBKR allows no identical "
                     "request within 15 s and about 60 historical requests per 10 minutes; "
                     "wait and retry"
@@ -564,7 +564,7 @@ class IbkrAdapter:
             if e.code == HISTORICAL_DATA_ERROR and "returned no data" in text:
                 continue  # HMDS answered: no bar in the window; the caller decides
             hint = "; check the account's market-data permissions" if "permission" in text else ""
-            return SourceUnavailableError(f"IBKR refused {where} ({e}){hint}")
+            return GatewayUnavailableError(f"IBKR refused {where} ({e}){hint}")
         log.warning(
             "IBKR sent no %s within %g s (no data in the window, or the request timed out)",
             where,

@@ -106,7 +106,7 @@ class MarketDataResource(dg.ConfigurableResource):
             return StockDataTableSource(self.stock_data_url, guard=self._refuse)
         if self.source == "ibkr":
             from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig
-            from ibkr_assets.sources.ibkr import IbkrBarSource
+            from ibkr_assets.ibkr.bar_source import IbkrBarSource
 
             config = IbkrConfig(
                 host=self.ibkr_host, port=self.ibkr_port, client_id=self.ibkr_client_id

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 
 from ibkr_assets.ibkr.adapter import IbkrAdapter
-from ibkr_assets.sources.base import FetchGuard
+from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
+from ibkr_assets.sources.base import FetchGuard, SourceUnavailableError, UnknownSymbolError
+
+
+@contextmanager
+def as_market_data_errors() -> Iterator[None]:
+    """The gateway's errors as every bar source's, with the same message: an unknown contract is
+    an ``UnknownSymbolError``, an unavailable gateway a ``SourceUnavailableError``."""
+    try:
+        yield
+    except UnknownContractError as exc:
+        raise UnknownSymbolError(str(exc)) from exc
+    except GatewayUnavailableError as exc:
+        raise SourceUnavailableError(str(exc)) from exc
 
 
 class IbkrBarSource:
     """A ``BarSource`` backed by IB Gateway / TWS.
 
     The adapter connects on the first fetch and the connection is reused for every later
-    fetch (and re-established by the adapter if it dropped). Errors are the adapter's:
-    ``UnknownSymbolError`` and ``SourceUnavailableError``.
+    fetch (and re-established by the adapter if it dropped). The adapter's errors become
+    ``UnknownSymbolError`` and ``SourceUnavailableError``, like every source's.
     """
 
     name: str = "ibkr"
@@ -33,7 +48,8 @@ class IbkrBarSource:
         """At most ``bars`` daily bars for ``symbol`` dated on or before ``end``, oldest first."""
         if self._guard:
             self._guard(symbol, end)
-        return self._adapter.daily_bars(symbol, end, bars)
+        with as_market_data_errors():
+            return self._adapter.daily_bars(symbol, end, bars)
 
     def close(self) -> None:
         """Release the IBKR connection (the next fetch reconnects)."""
