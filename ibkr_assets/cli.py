@@ -391,8 +391,8 @@ def _unknown_symbols(strategy, symbols: list[str], day: dt.date) -> list[str]:
     """
     from ibkr_assets.domain.bars import BarFormatError
     from ibkr_assets.resources import build_resources
-    from ibkr_assets.sensors import resolve_strategy_symbols
     from ibkr_assets.settings import load_settings
+    from ibkr_assets.symbols import resolve_strategy_symbols
 
     settings = load_settings()
     # Outside a run, resources get their EnvVar values (database URLs) resolved here.

@@ -4,12 +4,11 @@ import os
 
 import dagster as dg
 
-from ibkr_assets.domain.calendar import last_closed_session
 from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
 from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.resources.market_data import MarketDataResource
-from ibkr_assets.settings import Settings, load_settings
+from ibkr_assets.settings import load_settings
 from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, current_strategy
 
 
@@ -32,6 +31,8 @@ def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
         Only adds: a symbol removed from the file keeps its history. An unknown symbol is
         refused with the reason and never becomes a partition.
         """
+        from ibkr_assets.symbols import resolve_strategy_symbols
+
         try:
             current = current_strategy(strategy.id)
         except StrategyConfigError as exc:
@@ -57,22 +58,6 @@ def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
         )
 
     return _sensor
-
-
-def resolve_strategy_symbols(
-    settings: Settings, strategy: StrategyConfig, source, symbols: list[str] | None = None
-):
-    """(known SymbolInfo list, {symbol: error}) for ``symbols`` (default: the strategy's),
-    cached in the ``symbols`` table."""
-    from ibkr_assets.symbols import SymbolRegistry, resolve_symbols, resolver_for
-
-    registry = SymbolRegistry(settings.lineage_url)
-    registry.create_schema()
-    # the last closed session: a session still open has no bar yet, and sources refuse it
-    resolver = resolver_for(source, last_closed_session(strategy.schedule.calendar))
-    return resolve_symbols(
-        symbols or strategy.symbols, registry=registry, resolver=resolver, source=source.name
-    )
 
 
 def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDefinition:

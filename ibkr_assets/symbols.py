@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ibkr_assets.domain.calendar import last_closed_session
 from ibkr_assets.ibkr.bar_source import IbkrBarSource, as_market_data_errors
 from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
 from ibkr_assets.sources.base import BarSource, UnknownSymbolError
@@ -31,6 +32,8 @@ from ibkr_assets.storage.tables import metadata
 
 if TYPE_CHECKING:
     from ibkr_assets.ibkr.adapter import IbkrAdapter
+    from ibkr_assets.settings import Settings
+    from ibkr_assets.strategies.config import StrategyConfig
 
 IBKR = "ibkr"
 MAX_SUGGESTIONS = 5
@@ -237,6 +240,20 @@ def resolve_symbols(
                 registry.save(info)
         known.append(info)
     return known, errors
+
+
+def resolve_strategy_symbols(
+    settings: Settings, strategy: StrategyConfig, source, symbols: list[str] | None = None
+):
+    """(known SymbolInfo list, {symbol: error}) for ``symbols`` (default: the strategy's),
+    cached in the ``symbols`` table."""
+    registry = SymbolRegistry(settings.lineage_url)
+    registry.create_schema()
+    # the last closed session: a session still open has no bar yet, and sources refuse it
+    resolver = resolver_for(source, last_closed_session(strategy.schedule.calendar))
+    return resolve_symbols(
+        symbols or strategy.symbols, registry=registry, resolver=resolver, source=source.name
+    )
 
 
 def _is_ticker(symbol: str) -> bool:
