@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 
 from ibkr_assets.partitions import strategy_partitions, symbols_partition_name
+from ibkr_assets.schedules import build_schedule, closed_session_at
 from ibkr_assets.strategies.config import ScheduleConfig, StrategyConfig
-from ibkr_assets.strategies.schedules import build_schedule, closed_session_at
 
 NY = ZoneInfo("America/New_York")
 UTC = dt.timezone.utc
