@@ -20,6 +20,7 @@ SECTIONS = {
     "workflow": "benchmarks.workflow_bench",
     "verify": "benchmarks.verify_bench",
     "portfolio": "benchmarks.portfolio_bench",
+    "viewer": "benchmarks.viewer_bench",
 }
 
 

@@ -39,11 +39,15 @@ CREATE INDEX IF NOT EXISTS ix_workflow_lineage_recorded_at ON workflow_lineage (
 CREATE INDEX IF NOT EXISTS ix_workflow_lineage_symbol_date
     ON workflow_lineage (symbol, partition_date);
 CREATE INDEX IF NOT EXISTS ix_workflow_lineage_partition_key ON workflow_lineage (partition_key);
--- the viewer: a strategy's executions, a step's statistics over recent days
+-- the viewer: a strategy's executions, a step's statistics over recent days (read from the
+-- index alone) and its errors (a partial index of the error rows)
 CREATE INDEX IF NOT EXISTS ix_workflow_lineage_strategy_execution
     ON workflow_lineage (strategy_id, execution_id, id);
-CREATE INDEX IF NOT EXISTS ix_workflow_lineage_step_recorded
-    ON workflow_lineage (step_name, recorded_at);
+DROP INDEX IF EXISTS ix_workflow_lineage_step_recorded;  -- superseded by the next one
+CREATE INDEX IF NOT EXISTS ix_workflow_lineage_step_stats
+    ON workflow_lineage (step_name, recorded_at) INCLUDE (strategy_id, status, duration_ms);
+CREATE INDEX IF NOT EXISTS ix_workflow_lineage_errors
+    ON workflow_lineage (step_name, recorded_at) WHERE status = 'error';
 
 -- artifacts: what a step produced (market_data, chart, llm, signal, order, portfolio).
 CREATE TABLE IF NOT EXISTS artifacts (

@@ -62,7 +62,20 @@ workflow_lineage = sa.Table(
     sa.Index("ix_workflow_lineage_symbol_date", "symbol", "partition_date"),
     sa.Index("ix_workflow_lineage_partition_key", "partition_key"),
     sa.Index("ix_workflow_lineage_strategy_execution", "strategy_id", "execution_id", "id"),
-    sa.Index("ix_workflow_lineage_step_recorded", "step_name", "recorded_at"),
+    # a step's statistics over recent days read only this index; its errors only the next one
+    sa.Index(
+        "ix_workflow_lineage_step_stats",
+        "step_name",
+        "recorded_at",
+        postgresql_include=["strategy_id", "status", "duration_ms"],
+    ),
+    sa.Index(
+        "ix_workflow_lineage_errors",
+        "step_name",
+        "recorded_at",
+        postgresql_where=sa.text("status = 'error'"),
+        sqlite_where=sa.text("status = 'error'"),
+    ),
 )
 
 artifacts = sa.Table(

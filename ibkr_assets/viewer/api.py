@@ -139,7 +139,7 @@ def lineage_router() -> APIRouter:
     def statistics(request: Request, step_name: Ident,
                    days: Annotated[int, Query(ge=1, le=3660)] = 30, strategy_id: OptText = None):  # fmt: skip
         ctx = _ctx(request)
-        if not ctx.lineage.step_rows(step_name, limit=1, strategy_id=strategy_id).items:
+        if not ctx.lineage.step_exists(step_name, strategy_id):
             raise HTTPException(404, f"no lineage rows for step {step_name!r}")
         return ctx.lineage.step_statistics(step_name, days=days, strategy_id=strategy_id)
 

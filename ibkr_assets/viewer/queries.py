@@ -69,7 +69,7 @@ class LineageQueries:
         cursor: int | None = None,
         strategy_id: str | None = None,
     ) -> Page:
-        """Rows of one step (asset) across executions, newest first (ix_workflow_lineage_step_recorded)."""
+        """Rows of one step (asset) across executions, newest first (the primary key, backwards)."""
         if not self.db.has(L):
             return Page([], limit)
         query = sa.select(L).where(L.c.step_name == step_name)
@@ -89,6 +89,18 @@ class LineageQueries:
             .order_by(L.c.id)
         )
         return self._rows(query)
+
+    def step_exists(self, step_name: str, strategy_id: str | None = None) -> bool:
+        """Whether a step (of a strategy) has any row: its newest, found by one descent of
+        ix_workflow_lineage_step_stats (however rare the step, or if it has none)."""
+        if not self.db.has(L):
+            return False
+        query = sa.select(L.c.recorded_at).where(L.c.step_name == step_name)
+        if strategy_id is not None:
+            query = query.where(L.c.strategy_id == strategy_id)
+        query = query.order_by(L.c.step_name, L.c.recorded_at.desc()).limit(1)
+        with self.db.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def execution_exists(self, execution_id: str) -> bool:
         if not self.db.has(L):
@@ -172,10 +184,24 @@ class LineageQueries:
         return [summaries[e] for e in execution_ids if e in summaries]
 
     def strategy_ids(self) -> list[str]:
-        """Every strategy with a lineage row (ix_workflow_lineage_strategy_execution)."""
+        """Every strategy with a lineage row: a skip scan of ix_workflow_lineage_strategy_execution,
+        one index probe per strategy (the next one after the last found) instead of a read of
+        every row, which a ``DISTINCT`` is on both databases."""
         if not self.db.has(L):
             return []
-        query = sa.select(L.c.strategy_id).where(L.c.strategy_id != "").distinct()
+        later = L.alias("later")
+        found = (
+            sa.select(sa.func.min(L.c.strategy_id).label("strategy_id"))
+            .where(L.c.strategy_id > "")
+            .cte("found", recursive=True)
+        )
+        after = sa.select(sa.func.min(later.c.strategy_id)).where(
+            later.c.strategy_id > found.c.strategy_id
+        )
+        found = found.union_all(
+            sa.select(after.scalar_subquery()).where(found.c.strategy_id.is_not(None))
+        )
+        query = sa.select(found.c.strategy_id).where(found.c.strategy_id.is_not(None))
         with self.db.connect() as conn:
             return sorted(conn.execute(query).scalars())
 
@@ -191,7 +217,8 @@ class LineageQueries:
         top_errors: int = 5,
     ) -> dict[str, Any]:
         """Rows of a step recorded in the last ``days``: counts by status, success rate, mean
-        and p95 (nearest rank) duration, the most common errors (ix_workflow_lineage_step_recorded)."""
+        and p95 (nearest rank) duration (ix_workflow_lineage_step_stats, which holds every column
+        these read), the most common errors (ix_workflow_lineage_errors, the error rows only)."""
         now = now or dt.datetime.now(dt.timezone.utc)
         since = now - dt.timedelta(days=days)
         stats: dict[str, Any] = {
