@@ -23,14 +23,14 @@ from fastapi.testclient import TestClient
 
 from ibkr_assets.jobs import workflow_job_name
 from ibkr_assets.runs import run_workflow
-from ibkr_assets.settings import Settings, load_settings
+from ibkr_assets.settings import ConfigError, Settings, load_settings
 from ibkr_assets.storage.engines import dispose_engines, engine_for
 from ibkr_assets.storage.tables import artifacts
 from ibkr_assets.viewer import auth
 from ibkr_assets.viewer.api import create_app
 from ibkr_assets.viewer.compare import diff_steps
 from ibkr_assets.viewer.database import ReadOnlyDatabase
-from ibkr_assets.viewer.links import redact_text
+from ibkr_assets.viewer.links import Links, redact_text
 from ibkr_assets.viewer.objects import safe_key
 from ibkr_assets.viewer.server import ServeRefused, check_bind
 
@@ -516,3 +516,41 @@ def test_the_queries_use_indexes(rec):
         else:
             full = [line for line in plan.splitlines() if "Seq Scan" in line]
         assert not full, f"{statement}\n{plan}"
+
+
+def test_mlflow_links_use_the_public_url_when_one_is_set(rec, monkeypatch):
+    """In docker the tracking URI (http://mlflow:5000) is a name only the services resolve: the
+    pages and the API link MLflow runs to IBKR_ASSETS_MLFLOW_PUBLIC_URL instead."""
+    public = "https://ml.example.com/mlflow"
+    monkeypatch.setenv("IBKR_ASSETS_MLFLOW_PUBLIC_URL", public + "/")
+    client = TestClient(create_app(rec.settings), base_url="http://127.0.0.1")
+    try:
+        path = f"/api/artifacts?type=llm&limit=1&execution_id={rec.rerun}"
+        llm = client.get(path).json()["items"][0]
+        assert llm["mlflow"]["url"] == (
+            f"{public}/#/experiments/{llm['mlflow_experiment_id']}/runs/{llm['mlflow_run_id']}"
+        )
+        trace = client.get("/api/decisions/momentum/2025-03-03/NVDA").json()
+        assert trace["links"]["mlflow"]["url"].startswith(f"{public}/#/experiments/")
+        page = client.get(f"/artifacts/{llm['id']}").text
+        assert f'href="{public}/#/experiments/' in page
+        assert 'href="http://mlflow.internal' not in page
+    finally:
+        client.app.state.viewer.close()
+
+    # not a URL a browser can open: refused at start, without echoing the value
+    monkeypatch.setenv("IBKR_ASSETS_MLFLOW_PUBLIC_URL", f"mlflow:{SECRET}@5000")
+    with pytest.raises(ConfigError, match="IBKR_ASSETS_MLFLOW_PUBLIC_URL") as refused:
+        create_app(rec.settings)
+    assert SECRET not in str(refused.value)
+    # unset: the tracking server's own address, as before
+    monkeypatch.delenv("IBKR_ASSETS_MLFLOW_PUBLIC_URL")
+    assert (
+        Links(None, MLFLOW).mlflow_run("1", "r")
+        == "http://mlflow.internal:5000/#/experiments/1/runs/r"
+    )
+    assert (
+        Links(None, "sqlite:///m.db", public).mlflow_run("1", "r")
+        == f"{public}/#/experiments/1/runs/r"
+    )
+    assert Links(None, "sqlite:///m.db").mlflow_run("1", "r") is None

@@ -1,7 +1,8 @@
 """Links to the Dagster run and the MLflow run of a record, and redaction of secrets in text.
 
 A base URL from configuration is shown without its user, password, query or fragment, so a
-credential in ``IBKR_ASSETS_DAGSTER_URL`` or ``MLFLOW_TRACKING_URI`` never reaches a response.
+credential in ``IBKR_ASSETS_DAGSTER_URL``, ``IBKR_ASSETS_MLFLOW_PUBLIC_URL`` or
+``MLFLOW_TRACKING_URI`` never reaches a response.
 """
 
 from __future__ import annotations
@@ -53,9 +54,16 @@ def public_base(url: str | None) -> str | None:
 class Links:
     """Where a record's Dagster run and MLflow run can be opened."""
 
-    def __init__(self, dagster_url: str | None, mlflow_tracking_uri: str | None) -> None:
+    def __init__(
+        self,
+        dagster_url: str | None,
+        mlflow_tracking_uri: str | None,
+        mlflow_public_url: str | None = None,
+    ) -> None:
         self.dagster = public_base(dagster_url)
-        self.mlflow_base = public_base(mlflow_tracking_uri)  # a file or database store has no UI
+        # The UI as the user's browser reaches it when given, else the tracking server (a file
+        # or database store has no UI).
+        self.mlflow_base = public_base(mlflow_public_url) or public_base(mlflow_tracking_uri)
 
     def dagster_run(self, run_id: str | None) -> str | None:
         if not self.dagster or not run_id:
