@@ -554,3 +554,72 @@ def test_mlflow_links_use_the_public_url_when_one_is_set(rec, monkeypatch):
         == f"{public}/#/experiments/1/runs/r"
     )
     assert Links(None, "sqlite:///m.db").mlflow_run("1", "r") is None
+
+
+def test_a_page_without_the_token_asks_for_it_with_a_form(rec, monkeypatch):
+    """A browser gets a login form (no script) for a page, posts the token, gets the HttpOnly
+    cookie and is sent back; the API still answers JSON 401."""
+    token = "tok-" + uuid.uuid4().hex
+    settings = Settings.model_validate({**rec.settings.model_dump(), "viewer_token": token})
+    client = TestClient(create_app(settings), base_url="http://viewer.example",
+                        follow_redirects=False)  # fmt: skip
+    compared = []
+    real = auth.hmac.compare_digest
+    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: compared.append(1) or real(a, b))
+    try:
+        hostile = '/lineage?strategy_id=momentum&x="><script>alert(1)</script>'
+        form = client.get(hostile)
+        assert form.status_code == 401 and form.headers["content-type"].startswith("text/html")
+        assert '<form method="post" action="/login">' in form.text
+        assert "<script" not in form.text and "&quot;&gt;&lt;script&gt;" not in form.text
+        assert (
+            'name="next" value="/lineage?strategy_id=momentum&amp;x=%22%3E%3Cscript%3E' in form.text
+        )
+        csp = form.headers["content-security-policy"]
+        assert (
+            "script-src" not in csp and "default-src 'none'" in csp and "form-action 'self'" in csp
+        )
+        assert client.get("/docs").status_code == 401 and "Token" in client.get("/docs").text
+
+        api = client.get("/api/strategies")  # the API and files stay JSON
+        assert api.status_code == 401 and api.headers["content-type"] == "application/json"
+        assert client.get("/static/viewer.css").headers["content-type"] == "application/json"
+
+        # a wrong token (posted or in the link): the form again, no cookie
+        wrong = client.post("/login", data={"token": "nope", "next": "/portfolio/momentum"})
+        assert wrong.status_code == 401 and "Wrong token" in wrong.text and not wrong.cookies
+        linked = client.get("/portfolio/momentum?token=nope")
+        assert linked.status_code == 401 and "Wrong token" in linked.text
+        assert 'value="/portfolio/momentum"' in linked.text  # the wrong token is not kept
+
+        compared.clear()
+        ok = client.post("/login", data={"token": token, "next": "/lineage?strategy_id=momentum"})
+        assert ok.status_code == 303 and ok.headers["location"] == "/lineage?strategy_id=momentum"
+        assert compared  # the constant-time comparison
+        set_cookie = ok.headers["set-cookie"].lower()
+        assert (
+            "httponly" in set_cookie and "samesite=strict" in set_cookie and "path=/" in set_cookie
+        )
+        assert token not in ok.headers["set-cookie"] and token not in ok.text
+        page = client.get(ok.headers["location"])  # the cookie the answer set
+        assert page.status_code == 200 and "momentum" in page.text
+        assert client.get("/api/strategies").status_code == 200
+
+        for elsewhere in ("https://evil.example/", "//evil.example/x", "/\\evil.example",
+                          "javascript:alert(1)", "", "/\nLocation: x"):  # fmt: skip
+            fresh = TestClient(client.app, base_url="http://viewer.example", follow_redirects=False)
+            back = fresh.post("/login", data={"token": token, "next": elsewhere})
+            assert back.status_code == 303 and back.headers["location"] == "/", elsewhere
+        too_big = client.post("/login", content=b"token=" + b"x" * 10_000,
+                              headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+        assert too_big.status_code == 413
+    finally:
+        client.app.state.viewer.close()
+
+
+def test_where_a_login_sends_the_browser_back():
+    assert auth.safe_next("/decisions/momentum/2025-03-03/NVDA?token=t&execution_id=e") == (
+        "/decisions/momentum/2025-03-03/NVDA?execution_id=e"
+    )
+    for bad in (None, "", "http://x/", "//x", "/\\x", "x/y", "/a\r\nb"):
+        assert auth.safe_next(bad) == "/"

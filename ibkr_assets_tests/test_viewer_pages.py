@@ -400,3 +400,50 @@ def test_in_a_browser_from_the_overview_to_a_decision_its_rerun_and_the_portfoli
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     assert not [e for e in errors if "favicon" not in e], errors
+
+
+def test_in_a_browser_the_login_form_lets_the_token_in(rec):
+    """With a token, a page opened without it shows the login form; the token typed in sets the
+    HttpOnly cookie (invisible to scripts) and brings the browser back to that page."""
+    import threading
+
+    import uvicorn
+
+    sync_playwright = _need_browser()
+    token = "tok-browser-" + os.urandom(6).hex()
+    settings = Settings.model_validate({**rec.settings.model_dump(), "viewer_token": token})
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    profile = tempfile.mkdtemp(prefix="viewer-chromium-")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        with sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            tab = browser.new_page()
+            tab.goto(base + "/portfolio/momentum")
+            assert tab.locator("form[action='/login'] input[name=token]").count() == 1
+            tab.fill("input[name=token]", "wrong")
+            tab.click("button[type=submit]")
+            tab.wait_for_load_state("load")
+            assert "Wrong token" in tab.content()
+            tab.fill("input[name=token]", token)
+            tab.screenshot(path=str(_artifacts_dir() / "08-login.png"))
+            tab.click("button[type=submit]")
+            tab.wait_for_url(base + "/portfolio/momentum")
+            assert tab.locator("svg.plot").count() == 2
+            assert tab.evaluate("() => document.cookie") == ""  # HttpOnly
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        app.state.viewer.close()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -30,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ibkr_assets.domain.orders import order_ref
+from ibkr_assets.viewer.auth import is_page
 from ibkr_assets.viewer.compare import compare_executions
 from ibkr_assets.viewer.context import ViewerContext
 from ibkr_assets.viewer.database import ViewerDatabaseError
@@ -398,9 +399,7 @@ def pages_router() -> APIRouter:
 
 
 def _is_page(request: Request) -> bool:
-    path = request.url.path
-    return not (path.startswith("/api/") or path == "/api" or path.startswith("/openapi")
-                or path.startswith("/static/"))  # fmt: skip
+    return is_page(request.url.path)
 
 
 def install(app: FastAPI) -> None:
