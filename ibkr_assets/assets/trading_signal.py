@@ -115,7 +115,7 @@ def _materialize(
                     "cache_key": analysis.cache_key,
                 },
                 "last_close": last_close,
-                "rules": rules.__dict__,
+                "rules": rules.to_record(),
             },
             output_data={**data, "object": ref, "mlflow_run_id": run_id},
         )

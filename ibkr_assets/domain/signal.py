@@ -51,6 +51,14 @@ class SignalRules:
     max_entry_distance_pct: float = 3.0
     min_confidence: int = 60
 
+    def to_record(self) -> dict[str, float | int]:
+        """The rules as the signal's lineage row shows them."""
+        return {
+            "min_risk_reward": self.min_risk_reward,
+            "max_entry_distance_pct": self.max_entry_distance_pct,
+            "min_confidence": self.min_confidence,
+        }
+
 
 class TradingSignal(BaseModel):
     """The decision for one symbol and session, with everything needed to audit it.

@@ -46,6 +46,15 @@ class SizingDecision:
     risk_amount: float = 0.0
     notional: float = 0.0
 
+    def to_record(self) -> dict[str, int | float | list[str]]:
+        """The sizing as the order's decision record shows it."""
+        return {
+            "quantity": self.quantity,
+            "reasons": list(self.reasons),
+            "risk_amount": self.risk_amount,
+            "notional": self.notional,
+        }
+
 
 def size_order(
     *,

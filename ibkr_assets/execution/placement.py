@@ -85,14 +85,7 @@ def _describe(decision: OrderDecision) -> dict:
         "kind": decision.kind,
         "reason": decision.reason,
         "request": request,
-        "sizing": None
-        if sizing is None
-        else {
-            "quantity": sizing.quantity,
-            "reasons": list(sizing.reasons),
-            "risk_amount": sizing.risk_amount,
-            "notional": sizing.notional,
-        },
+        "sizing": None if sizing is None else sizing.to_record(),
     }
 
 
