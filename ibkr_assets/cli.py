@@ -397,7 +397,7 @@ def _unknown_symbols(strategy, symbols: list[str], day: dt.date) -> list[str]:
     settings = load_settings()
     # Outside a run, resources get their EnvVar values (database URLs) resolved here.
     deployment = build_resources(settings)["market_data_source"].process_config_and_initialize()
-    source = deployment.for_strategy(strategy).get_source()
+    source = deployment.source_for(strategy)
     errors: dict[str, str] = {}
     for symbol in symbols:  # one by one, so one bad file does not hide the others' answers
         try:

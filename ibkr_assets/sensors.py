@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from ibkr_assets.brokers.base import Simulator
 from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
 from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
@@ -43,7 +44,7 @@ def build_symbol_sensor(strategy: StrategyConfig) -> dg.SensorDefinition:
                 "location to remove its assets"
             )
         have = set(context.instance.get_dynamic_partitions(partitions))
-        source = market_data_source.for_strategy(current).get_source()
+        source = market_data_source.source_for(current)
         known, errors = resolve_strategy_symbols(load_settings(), current, source)
         for symbol, message in errors.items():
             context.log.warning(f"{symbol} not added: {message}")
@@ -77,12 +78,15 @@ def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDe
 
         notes, failures = [], []
         for strategy in strategies:
-            account = broker.for_strategy(strategy)
             try:  # one strategy's unreachable broker must not stop the others being tracked
-                chosen, mode = account.broker_for(current_session(account.calendar))
-                tracker = OrderTracker(
-                    account.database_url, getattr(chosen, "account_name", f"{chosen.name}:{mode}")
+                session = current_session(strategy.schedule.calendar)
+                chosen, mode = broker.broker_for(strategy, session)
+                account = (
+                    chosen.account_name
+                    if isinstance(chosen, Simulator)
+                    else f"{chosen.name}:{mode}"
                 )
+                tracker = OrderTracker(broker.database_url, account)
                 result = tracker.poll(chosen)
             except Exception as exc:
                 context.log.error(f"{strategy.id}: order tracking failed: {exc}")

@@ -36,10 +36,11 @@ def ibkr_deployment(deployment, monkeypatch, fake):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("IBKR_ASSETS_KILL_SWITCH", raising=False)
 
-    def fake_ibkr(self):
+    def fake_ibkr(self, strategy):
         adapter = IbkrAdapter(CONFIG, ib_factory=lambda: fake, sleep=lambda _s: None)
+        risk = strategy.risk
         return IbkrBroker(
-            adapter, live=self.live, max_notional=self.max_notional, max_position=self.max_position
+            adapter, live=self.live, max_notional=risk.max_notional, max_position=risk.max_position
         )
 
     monkeypatch.setattr(BrokerResource, "_ibkr", fake_ibkr)

@@ -47,7 +47,7 @@ def test_the_guard_refuses_before_the_source_is_read(deployment, tmp_path):
     momentum = _momentum()
     csv = momentum.market_data.model_copy(update={"source": "csv"})
     strategy = momentum.model_copy(update={"market_data": csv})
-    source = resource.for_strategy(strategy).get_source()
+    source = resource.source_for(strategy)
     with pytest.raises(SymbolNotInStrategyError, match="its symbols: AAPL, MSFT, NVDA"):
         source.fetch_bars("TSLA", dt.date(2025, 3, 14), 5)
 
@@ -74,7 +74,7 @@ def test_todays_session_is_refused_until_the_exchange_closes(deployment):
 
 def test_a_session_still_open_is_refused_by_the_strategys_resource(deployment):
     deployment()
-    source = MarketDataResource().for_strategy(_momentum()).get_source()
+    source = MarketDataResource().source_for(_momentum())
     next_week = last_closed_session("XNYS") + dt.timedelta(days=8)
     with pytest.raises(SessionNotClosedError, match="has not closed yet"):
         source.fetch_bars("AAPL", next_week, 5)

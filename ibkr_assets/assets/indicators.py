@@ -5,11 +5,11 @@ import time
 import dagster as dg
 
 from ibkr_assets.assets.defaults import workflow_asset
-from ibkr_assets.assets.quality_checks import report_for
 from ibkr_assets.domain.bars import empty_bars
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.indicators import compute_indicators, latest_values, only_indicators
 from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.domain.quality import window_report
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
@@ -32,8 +32,8 @@ def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
         ``blocked`` with the reason, even when the blocking checks were not part of this run.
         """
         return _materialize(
-            context, market_data, market_data_source.for_strategy(strategy), object_store,
-            lineage, strategy,
+            context, market_data, market_data_source.max_stale_sessions, object_store, lineage,
+            strategy,
         )  # fmt: skip
 
     return indicators
@@ -42,7 +42,7 @@ def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
 def _materialize(
     context: dg.AssetExecutionContext,
     market_data: dict[str, MarketDataWindow],
-    market_data_source: MarketDataResource,
+    max_stale_sessions: int,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
     strategy: StrategyConfig,
@@ -52,7 +52,7 @@ def _materialize(
     for key in context.partition_keys:
         window = market_data[key]
         started = time.perf_counter()
-        result = _indicators_for(window, market_data_source, strategy.indicator_columns)
+        result = _indicators_for(window, strategy, max_stale_sessions)
         ref = object_ref(object_store, strategy.id, "indicators", key, result)
         status = {"ok": "success"}.get(result.status, result.status)
         recorder.add(
@@ -78,7 +78,7 @@ def _materialize(
 
 
 def _indicators_for(
-    window: MarketDataWindow | Skipped, cfg: MarketDataResource, wanted: list[str]
+    window: MarketDataWindow | Skipped, strategy: StrategyConfig, max_stale_sessions: int
 ) -> IndicatorSet:
     if isinstance(window, Skipped):  # its source failed: nothing to compute
         return IndicatorSet(window.symbol, window.as_of, empty_bars(), status="blocked",
@@ -88,7 +88,8 @@ def _indicators_for(
         return IndicatorSet(
             window.symbol, window.as_of, empty, status="market_closed", reason=window.note
         )
-    report = report_for(window, cfg)
+    calendar = strategy.schedule.calendar
+    report = window_report(window, calendar=calendar, max_stale_sessions=max_stale_sessions)
     if report is not None and not report.passed:
         return IndicatorSet(
             window.symbol,
@@ -97,5 +98,5 @@ def _indicators_for(
             status="blocked",
             reason=f"quality gate failed: {report.reason()}",
         )
-    frame = only_indicators(compute_indicators(window.bars), wanted)
+    frame = only_indicators(compute_indicators(window.bars), strategy.indicator_columns)
     return IndicatorSet(window.symbol, window.as_of, frame, latest=latest_values(frame))

@@ -39,8 +39,8 @@ def build_llm_analysis(strategy: StrategyConfig) -> dg.AssetsDefinition:
         ``final`` (not cached; the session's decision is taken again by a later run).
         """
         return _materialize(
-            context, indicators, daily_chart, weekly_chart, analyst.for_strategy(strategy),
-            object_store, lineage, mlflow, strategy.id,
+            context, indicators, daily_chart, weekly_chart, analyst, object_store, lineage, mlflow,
+            strategy,
         )  # fmt: skip
 
     return llm_analysis
@@ -55,16 +55,17 @@ def _materialize(
     object_store: ObjectStoreResource,
     lineage: LineageResource,
     mlflow: MlflowResource,
-    strategy_id: str,
+    strategy: StrategyConfig,
 ) -> dg.Output[dict]:
     from ibkr_assets.analysis.cache import ReplayMissError, ResponseCache, analyze
-    from ibkr_assets.analysis.prompts import render_prompt
+    from ibkr_assets.analysis.prompts import load_template, render_prompt
     from ibkr_assets.domain.analysis import AnalysisRequest
 
+    strategy_id = strategy.id
     recorder = lineage.recorder(context, "llm_analysis", strategy_id)
     tracker = mlflow.get_tracker()
-    chosen = analyst.get_analyst()
-    template = analyst.get_template()
+    chosen = analyst.analyst_for(strategy)
+    template = load_template(strategy.prompt.template, strategy.prompt.version)
     cache = ResponseCache(object_store.get_store())
     values: dict = {}
     requests = {}

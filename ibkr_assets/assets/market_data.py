@@ -17,7 +17,12 @@ from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
-from ibkr_assets.sources.base import EmptyWindowError, MarketDataError, SourceUnavailableError
+from ibkr_assets.sources.base import (
+    BarSource,
+    EmptyWindowError,
+    MarketDataError,
+    SourceUnavailableError,
+)
 from ibkr_assets.strategies.config import StrategyConfig
 
 
@@ -39,27 +44,26 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
         broken file) is ``blocked`` with the cause, and the rest of the range goes on; a source
         that cannot be reached at all fails the step.
         """
-        source = market_data_source.for_strategy(strategy)
-        output = _materialize(context, source, object_store, lineage, strategy.id)
+        source = market_data_source.source_for(strategy)
+        output = _materialize(context, source, strategy, object_store, lineage)
         yield output
-        yield from quality_check_results(context, output.value, source, lineage, strategy.id)
+        yield from quality_check_results(
+            context, output.value, strategy, market_data_source.max_stale_sessions, lineage
+        )
 
     return market_data
 
 
 def _materialize(
     context: dg.AssetExecutionContext,
-    market_data_source: MarketDataResource,
+    bar_source: BarSource,
+    strategy: StrategyConfig,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
-    strategy_id: str,
 ) -> dg.Output[dict[str, MarketDataWindow]]:
-    source = PrefetchedSource(
-        market_data_source.get_source(),
-        context.partition_keys,
-        market_data_source.lookback_bars,
-        market_data_source.calendar,
-    )
+    strategy_id = strategy.id
+    lookback, calendar = strategy.market_data.lookback_bars, strategy.schedule.calendar
+    source = PrefetchedSource(bar_source, context.partition_keys, lookback, calendar)
     recorder = lineage.recorder(context, "market_data", strategy_id)
     windows: dict[str, MarketDataWindow | Skipped] = {}
     failures: dict[str, str] = {}
@@ -70,12 +74,12 @@ def _materialize(
             "symbol": symbol,
             "date": day_text,
             "source": source.name,
-            "bars": market_data_source.lookback_bars,
+            "bars": lookback,
             "fetched_once_for_range": symbol in source.histories,
         }
         started = time.perf_counter()
         try:
-            window = _fetch(source, symbol, day, market_data_source)
+            window = _fetch(source, symbol, day, lookback, calendar)
         except SourceUnavailableError as exc:  # the whole source is down: the step fails
             failures[key] = str(exc)
             recorder.add(key, status="error", input_data=request, output_data={},
@@ -148,24 +152,24 @@ class PrefetchedSource:
         return self.source.fetch_bars(symbol, end, bars)
 
 
-def _fetch(source, symbol: str, day: dt.date, cfg: MarketDataResource) -> MarketDataWindow:
+def _fetch(source, symbol: str, day: dt.date, lookback: int, calendar: str) -> MarketDataWindow:
     common = {"symbol": symbol, "as_of": day, "source": source.name, "synthetic": source.synthetic}
-    if not is_session(day, cfg.calendar):
+    if not is_session(day, calendar):
         return MarketDataWindow(
             **common,
-            requested_bars=cfg.lookback_bars,
+            requested_bars=lookback,
             bars=empty_bars(),
             status="market_closed",
-            note=f"{day} is not a {cfg.calendar} trading session (market closed)",
+            note=f"{day} is not a {calendar} trading session (market closed)",
         )
-    bars = source.fetch_bars(symbol, day, cfg.lookback_bars)
+    bars = source.fetch_bars(symbol, day, lookback)
     if bars.empty:
         raise EmptyWindowError(
             f"no {source.name} bars for {symbol!r} on or before {day}; check the source has "
             "history for this symbol and date"
         )
     note = "synthetic sample data, not market records" if source.synthetic else ""
-    return MarketDataWindow(**common, requested_bars=cfg.lookback_bars, bars=bars, note=note)
+    return MarketDataWindow(**common, requested_bars=lookback, bars=bars, note=note)
 
 
 def _metadata(windows: dict[str, MarketDataWindow | Skipped]) -> dict:

@@ -14,17 +14,19 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ibkr_assets.assets.defaults import book_pool, workflow_asset
-from ibkr_assets.brokers.base import Broker
+from ibkr_assets.brokers.base import Broker, Simulator
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.orders import OrderOutcome, order_ref
+from ibkr_assets.domain.portfolio import marked_equity
 from ibkr_assets.domain.signal import TradingSignal
+from ibkr_assets.domain.sizing import RiskLimits
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.execution.decision import OrderDecision, decide
 from ibkr_assets.execution.placement import place_once
 from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.broker import BrokerResource
-from ibkr_assets.resources.lineage import LineageResource
+from ibkr_assets.resources.lineage import LineageResource, StepRecorder
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.storage.order_records import OrderRecords
 from ibkr_assets.strategies.config import StrategyConfig
@@ -43,9 +45,8 @@ def build_order(strategy: StrategyConfig) -> dg.AssetsDefinition:
         """BUY with no position: bracket buy sized by risk. SELL with a position: close it.
         HOLD, not actionable, kill switch: no order, and the row says why."""
         return _materialize(
-            context, trading_signal, indicators, broker.for_strategy(strategy), object_store,
-            lineage,
-        )  # fmt: skip
+            context, trading_signal, indicators, broker, strategy, object_store, lineage
+        )
 
     return order
 
@@ -55,17 +56,19 @@ def _materialize(
     trading_signal: dict,
     indicators: dict[str, IndicatorSet],
     broker: BrokerResource,
+    config: StrategyConfig,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
 ) -> dg.Output[dict]:
-    recorder = lineage.recorder(context, "order", broker.account)
+    strategy = config.id
+    recorder = lineage.recorder(context, "order", strategy)
     records = OrderRecords(broker.database_url)
     records.create_schema()
-    strategy = broker.account
+    limits = config.risk.risk_limits()
     values: dict = {}
     switched_off: str | None = None
     by_date = itertools.groupby(sorted(context.partition_keys), key=lambda k: split_key(k)[0])
-    with broker.book():
+    with broker.book(config):
         for day_text, keys in by_date:
             day = dt.date.fromisoformat(day_text)
             keys = list(keys)
@@ -79,18 +82,26 @@ def _materialize(
                         key, trading_signal[key], reason, recorder, object_store, strategy
                     )
                 continue
-            chosen, mode = broker.broker_for(day)
-            for key in keys:  # the session's bars first: fills of earlier orders
-                ind = indicators[key]
-                if ind.is_tradable and hasattr(chosen, "sync"):
-                    chosen.sync(ind.symbol, ind.frame[BAR_COLUMNS])
-            book = _book_on(chosen, day, trading_signal, keys)
-            session = _Session(chosen=chosen, mode=mode, book=book, records=records, strategy=strategy,
-                               run_id=context.run.run_id)  # fmt: skip
+            chosen, mode = broker.broker_for(config, day)
+            if isinstance(chosen, Simulator):  # the session's bars first: fills of earlier orders
+                for ind in (indicators[key] for key in keys):
+                    if ind.is_tradable:
+                        chosen.sync(ind.symbol, ind.frame[BAR_COLUMNS])
+            session = _Session(
+                context=context,
+                broker=broker,
+                limits=limits,
+                recorder=recorder,
+                object_store=object_store,
+                chosen=chosen,
+                mode=mode,
+                book=_book_on(chosen, day, trading_signal, keys),
+                records=records,
+                strategy=strategy,
+                run_id=context.run.run_id,
+            )
             for key in keys:
-                values[key] = _order_for(
-                    context, key, trading_signal[key], session, broker, recorder, object_store
-                )
+                values[key] = _order_for(session, key, trading_signal[key])
     outcomes = [v for v in values.values() if isinstance(v, OrderOutcome)]
     blocked = [v for v in values.values() if isinstance(v, Skipped) and v.status == "blocked"]
     return dg.Output(
@@ -116,6 +127,14 @@ class _Book:
 
 @dataclass(frozen=True)
 class _Session:
+    """What every order decision of one session shares: where it is recorded, the broker it
+    goes to, the book it is sized against, and the limits."""
+
+    context: dg.AssetExecutionContext
+    broker: BrokerResource  # the kill switch, read at each decision
+    limits: RiskLimits
+    recorder: StepRecorder
+    object_store: ObjectStoreResource
     chosen: Broker
     mode: str
     book: _Book
@@ -127,15 +146,16 @@ class _Session:
 def _book_on(chosen: Broker, day: dt.date, signals: dict, keys: list[str]) -> _Book:
     """The simulator's book from its fills and closes up to ``day`` (never later sessions', so a
     rerun decides, and records, against the same account); a live broker's account now."""
-    if hasattr(chosen, "snapshots_as_of"):
+    if isinstance(chosen, Simulator):
         snap = chosen.snapshots_as_of([day])[day]
         return _Book({p.symbol: p.quantity for p in snap.positions}, snap.equity)
     closes = {
         s.symbol: s.last_close for s in (signals[k] for k in keys) if isinstance(s, TradingSignal)
     }
     held = chosen.positions()
-    value = sum(p.quantity * closes.get(p.symbol, p.avg_cost) for p in held)
-    return _Book({p.symbol: p.quantity for p in held}, chosen.account().cash + value)
+    return _Book(
+        {p.symbol: p.quantity for p in held}, marked_equity(chosen.account().cash, held, closes)
+    )
 
 
 def _blocked(key: str, signal, reason: str, recorder, object_store, strategy: str) -> Skipped:
@@ -155,15 +175,10 @@ def _blocked(key: str, signal, reason: str, recorder, object_store, strategy: st
 
 
 def _order_for(
-    context: dg.AssetExecutionContext,
-    key: str,
-    signal: TradingSignal | Skipped,
-    session: _Session,
-    broker: BrokerResource,
-    recorder,
-    object_store: ObjectStoreResource,
+    session: _Session, key: str, signal: TradingSignal | Skipped
 ) -> OrderOutcome | Skipped:
     strategy, chosen, mode = session.strategy, session.chosen, session.mode
+    recorder, object_store = session.recorder, session.object_store
     if isinstance(signal, Skipped):
         recorder.add(
             key,
@@ -181,13 +196,13 @@ def _order_for(
     ref = order_ref(strategy, signal.symbol, signal.as_of)
     held = session.book.positions.get(signal.symbol, 0)
     equity = session.book.equity
-    kill_switch = broker.kill_switch()
+    kill_switch = session.broker.kill_switch()
     decision = decide(
         signal,
         order_ref=ref,
         position=held,
         equity=equity,
-        limits=broker.limits(),
+        limits=session.limits,
         kill_switch=kill_switch,
     )
     inputs = {
@@ -200,7 +215,7 @@ def _order_for(
         "broker": chosen.name,
     }  # fmt: skip
     if kill_switch:
-        context.log.warning(f"{key}: {decision.reason}")
+        session.context.log.warning(f"{key}: {decision.reason}")
         return _blocked(key, signal, decision.reason, recorder, object_store, strategy)
     moved_on = _simulator_moved_on(decision, chosen, signal, session.records.get(ref))
     if moved_on:
@@ -267,7 +282,7 @@ def _simulator_moved_on(
 ) -> str | None:
     """Why a new order for this session is refused: the simulator has already run past it, so
     the order would fill on bars it never saw. A recorded decision is replayed, never refused."""
-    last = chosen.last_synced(signal.symbol) if hasattr(chosen, "last_synced") else None
+    last = chosen.last_synced(signal.symbol) if isinstance(chosen, Simulator) else None
     if record or decision.request is None or last is None or last <= signal.as_of:
         return None
     return (

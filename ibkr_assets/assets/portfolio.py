@@ -2,13 +2,18 @@
 session, fanning in every symbol's ``order`` of that date."""
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ibkr_assets.assets.defaults import book_pool, workflow_asset
+from ibkr_assets.brokers.base import Simulator
 from ibkr_assets.domain.orders import OrderOutcome
-from ibkr_assets.domain.portfolio import PortfolioSnapshot, snapshot
+from ibkr_assets.domain.portfolio import (
+    PortfolioInvariantError,
+    PortfolioSnapshot,
+    check_invariants,
+    snapshot,
+)
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.partitions import date_partitions, split_key
 from ibkr_assets.resources.broker import BrokerResource
@@ -17,27 +22,6 @@ from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 from ibkr_assets.strategies.config import StrategyConfig
-
-if TYPE_CHECKING:
-    from ibkr_assets.brokers.paper import PaperBroker
-
-
-class PortfolioInvariantError(Exception):
-    """The books do not balance; nothing is recorded as a valid snapshot."""
-
-
-def check_invariants(snap: PortfolioSnapshot, allow_short: bool) -> list[str]:
-    """Every broken accounting invariant (empty when the books balance)."""
-    problems = []
-    if abs(snap.cash + snap.market_value - snap.equity) > 0.01:
-        problems.append(
-            f"cash {snap.cash} + market value {snap.market_value} != equity {snap.equity}"
-        )
-    if not allow_short:
-        short = [p.symbol for p in snap.positions if p.quantity < 0]
-        if short:
-            problems.append(f"negative positions without shorting configured: {short}")
-    return problems
 
 
 def build_portfolio_snapshot(strategy: StrategyConfig) -> dg.AssetsDefinition:
@@ -72,9 +56,7 @@ def build_portfolio_snapshot(strategy: StrategyConfig) -> dg.AssetsDefinition:
         Invariants are checked before anything is recorded: cash + market value = equity, and
         no negative position unless shorting is configured.
         """
-        return _materialize(
-            context, order, broker.for_strategy(strategy), object_store, lineage, mlflow
-        )
+        return _materialize(context, order, broker, strategy, object_store, lineage, mlflow)
 
     return portfolio_snapshot
 
@@ -83,23 +65,25 @@ def _materialize(
     context: dg.AssetExecutionContext,
     order: dict,
     broker: BrokerResource,
+    strategy: StrategyConfig,
     object_store: ObjectStoreResource,
     lineage: LineageResource,
     mlflow: MlflowResource,
 ) -> dg.Output[dict]:
-    strategy_id = broker.account
+    strategy_id = strategy.id
     recorder = lineage.recorder(context, "portfolio_snapshot", strategy_id)
     tracker = mlflow.get_tracker()
     made_by = _order_runs(context, dg.AssetKey([strategy_id, "order"]), list(order))
     days = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
     values: dict[str, PortfolioSnapshot | Skipped] = {}
-    with broker.book():
+    with broker.book(strategy):
         undecided = {d: _undecided(order, d.isoformat()) for d in days}
-        snaps, source, simulator = _snapshots(broker, [d for d in days if not undecided[d]], order)
+        decided = [d for d in days if not undecided[d]]
+        snaps, source, simulator = _snapshots(broker, strategy, decided, order)
         for day in days:
             day_key = day.isoformat()
             inputs = {"orders": sorted(k for k in order if k.startswith(f"{day_key}|")),
-                      "source": source, "mode": broker.mode_for(day)}  # fmt: skip
+                      "source": source, "mode": broker.mode_for(strategy, day)}  # fmt: skip
             if undecided[day]:
                 reason = "orders of this session did not complete: " + "; ".join(undecided[day])
                 blocked = Skipped("", day, "blocked", reason)
@@ -114,7 +98,7 @@ def _materialize(
                 values[day_key] = blocked
                 continue
             snap = snaps[day]
-            problems = check_invariants(snap, broker.allow_short)
+            problems = check_invariants(snap, allow_short=strategy.risk.allow_short)
             if problems:
                 recorder.add(
                     day_key,
@@ -162,15 +146,15 @@ def _undecided(order: dict, day_key: str) -> list[str]:
 
 
 def _snapshots(
-    broker: BrokerResource, days: list[dt.date], order: dict
-) -> tuple[dict[dt.date, PortfolioSnapshot], str, "PaperBroker | None"]:
+    broker: BrokerResource, strategy: StrategyConfig, days: list[dt.date], order: dict
+) -> tuple[dict[dt.date, PortfolioSnapshot], str, Simulator | None]:
     """Each day's snapshot, where it comes from, and the simulator that keeps them (or None).
     The simulator's are computed from its fills and closes up to each day, so later sessions
     and reruns cannot change them."""
     if not days:
         return {}, "nothing to value", None
-    chosen, mode = broker.broker_for(days[-1])
-    if mode in ("backtest", "paper"):
+    chosen, _mode = broker.broker_for(strategy, days[-1])
+    if isinstance(chosen, Simulator):
         return chosen.snapshots_as_of(days), "simulator fills and closes up to the date", chosen
     account = chosen.account()
     positions = chosen.positions()

@@ -20,37 +20,12 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from ibkr_assets.domain.market_data import MarketDataWindow
-from ibkr_assets.domain.quality import GATES, QualityReport, validate_window
+from ibkr_assets.domain.quality import GATE_DESCRIPTIONS, GATES, window_report
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.partitions import strategy_partitions
 from ibkr_assets.resources.io_manager import latest_materializations
 from ibkr_assets.resources.lineage import LineageResource
-from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.strategies.config import StrategyConfig
-
-GATE_DESCRIPTIONS = {
-    "required_columns": "Date, Open, High, Low, Close and Volume are present",
-    "no_nulls": "no missing values in any bar",
-    "positive_prices": "open, high, low and close are > 0",
-    "ohlc_consistent": "high >= low and open/close lie inside [low, high]",
-    "non_negative_volume": "volume >= 0",
-    "dates_strictly_increasing": "each bar is dated after the previous one",
-    "no_calendar_gaps": "no exchange session is missing inside the window",
-    "not_stale": "the last bar is the partition's session (within the allowed lag)",
-}
-
-
-def report_for(window: MarketDataWindow | Skipped, cfg: MarketDataResource) -> QualityReport | None:
-    """The quality verdict for one partition, or None when the market was closed (or there are
-    no bars to judge)."""
-    if not window.is_tradable:
-        return None
-    return validate_window(
-        window.bars,
-        as_of=window.as_of,
-        calendar=cfg.calendar,
-        max_stale_sessions=cfg.max_stale_sessions,
-    )
 
 
 def quality_check_specs(strategy: StrategyConfig) -> list[dg.AssetCheckSpec]:
@@ -71,19 +46,20 @@ def quality_check_specs(strategy: StrategyConfig) -> list[dg.AssetCheckSpec]:
 def quality_check_results(
     context: dg.AssetExecutionContext,
     market_data: dict[str, MarketDataWindow | Skipped],
-    market_data_source: MarketDataResource,
+    strategy: StrategyConfig,
+    max_stale_sessions: int,
     lineage: LineageResource,
-    strategy_id: str,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Each gate's verdict for each partition, aimed at the materialization just stored; each
     partition's report as a lineage row. A partition without bars (its source failed) fails
     ``required_columns`` with the source's error; a market-closed one is not checked."""
+    strategy_id, calendar = strategy.id, strategy.schedule.calendar
     asset_key = dg.AssetKey([strategy_id, "market_data"])
     recorder = lineage.recorder(context, "market_data_quality", strategy_id)
     stored = latest_materializations(context.instance, asset_key, list(market_data))
     failed_by_gate: dict[str, int] = dict.fromkeys(GATES, 0)
     for key, window in market_data.items():
-        report = report_for(window, market_data_source)
+        report = window_report(window, calendar=calendar, max_stale_sessions=max_stale_sessions)
         target = _target(stored.get(key), context.run.run_id)
         if isinstance(window, Skipped):
             failed_by_gate["required_columns"] += 1

@@ -1,8 +1,11 @@
-"""What every broker provides. The ``order`` asset and the tracking sensor only use this."""
+"""What every broker provides, and what the paper simulator and a gateway connection add. The
+``order`` and ``portfolio_snapshot`` assets and the tracking sensor only use these."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ibkr_assets.domain.orders import (
     AccountSummary,
@@ -12,6 +15,10 @@ from ibkr_assets.domain.orders import (
     Fill,
     Position,
 )
+from ibkr_assets.domain.portfolio import PortfolioSnapshot
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class BrokerError(Exception):
@@ -41,3 +48,32 @@ class Broker(Protocol):
     def positions(self) -> list[Position]: ...
 
     def account(self) -> AccountSummary: ...
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    """A broker that fills orders from bars (the paper simulator): it is told each session's
+    bars, and keeps its books as of any session, so a rerun sees the same account."""
+
+    account_name: str
+
+    def sync(self, symbol: str, bars: pd.DataFrame) -> list[Fill]:
+        """Fill open orders of ``symbol`` on ``bars`` newer than the last synced one."""
+        ...
+
+    def last_synced(self, symbol: str) -> dt.date | None:
+        """The session of the last bar of ``symbol`` the simulator has run through."""
+        ...
+
+    def snapshots_as_of(self, dates: Iterable[dt.date]) -> dict[dt.date, PortfolioSnapshot]:
+        """Each date's books from the fills and closes up to it, never later ones."""
+        ...
+
+    def record_snapshot(self, snapshot: PortfolioSnapshot) -> int: ...
+
+
+@runtime_checkable
+class Connected(Protocol):
+    """A broker holding a connection (IB Gateway/TWS) to close at the end of the run."""
+
+    def disconnect(self) -> None: ...

@@ -33,6 +33,10 @@ class PortfolioError(ValueError):
     """A fill the books cannot take (a short sale while shorting is off, a bad number)."""
 
 
+class PortfolioInvariantError(Exception):
+    """The books do not balance; nothing is recorded as a valid snapshot."""
+
+
 class FillLike(Protocol):
     """What accounting needs from a fill (``orders.Fill`` and ``paper_fills.FillEvent`` fit)."""
 
@@ -183,6 +187,26 @@ def snapshot(
         net_exposure=market_value,
         exposure_pct=100.0 * gross / equity if equity > 0 else None,
     )
+
+
+def marked_equity(cash: float, positions: Iterable[Position], closes: Mapping[str, float]) -> float:
+    """Cash plus each position at its close (at its average cost where no close is known)."""
+    return cash + sum(p.quantity * closes.get(p.symbol, p.avg_cost) for p in positions)
+
+
+def check_invariants(snap: PortfolioSnapshot, *, allow_short: bool) -> list[str]:
+    """Every broken accounting invariant of ``snap`` (empty when the books balance): cash +
+    market value = equity, and no negative position unless shorting is allowed."""
+    problems = []
+    if abs(snap.cash + snap.market_value - snap.equity) > 0.01:
+        problems.append(
+            f"cash {snap.cash} + market value {snap.market_value} != equity {snap.equity}"
+        )
+    if not allow_short:
+        short = [p.symbol for p in snap.positions if p.quantity < 0]
+        if short:
+            problems.append(f"negative positions without shorting configured: {short}")
+    return problems
 
 
 def ledger_snapshot(

@@ -8,7 +8,7 @@ check, the ``indicators`` asset and a replay all reach the same verdict.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,8 @@ from ibkr_assets.domain.calendar import (
     last_session_on_or_before,
     sessions_between,
 )
+from ibkr_assets.domain.market_data import MarketDataWindow
+from ibkr_assets.domain.skipped import Skipped
 
 GATES: tuple[str, ...] = (
     "required_columns",
@@ -32,6 +34,17 @@ GATES: tuple[str, ...] = (
     "not_stale",
 )
 
+GATE_DESCRIPTIONS: dict[str, str] = {
+    "required_columns": "Date, Open, High, Low, Close and Volume are present",
+    "no_nulls": "no missing values in any bar",
+    "positive_prices": "open, high, low and close are > 0",
+    "ohlc_consistent": "high >= low and open/close lie inside [low, high]",
+    "non_negative_volume": "volume >= 0",
+    "dates_strictly_increasing": "each bar is dated after the previous one",
+    "no_calendar_gaps": "no exchange session is missing inside the window",
+    "not_stale": "the last bar is the partition's session (within the allowed lag)",
+}
+
 _MAX_EXAMPLES = 5
 
 
@@ -41,6 +54,15 @@ class GateResult:
     passed: bool
     detail: str
     examples: list[str] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        """The gate as its lineage row shows it."""
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "detail": self.detail,
+            "examples": list(self.examples),
+        }
 
 
 @dataclass(frozen=True)
@@ -60,7 +82,22 @@ class QualityReport:
         return "; ".join(f"{g.name}: {g.detail}" for g in self.failures) or "all gates passed"
 
     def to_json(self) -> dict[str, Any]:
-        return {"passed": self.passed, "gates": [asdict(g) for g in self.gates]}
+        return {"passed": self.passed, "gates": [g.to_record() for g in self.gates]}
+
+
+def window_report(
+    window: MarketDataWindow | Skipped, *, calendar: str, max_stale_sessions: int
+) -> QualityReport | None:
+    """The quality verdict for one partition's window, or None when the market was closed (or
+    there are no bars to judge)."""
+    if not window.is_tradable:
+        return None
+    return validate_window(
+        window.bars,
+        as_of=window.as_of,
+        calendar=calendar,
+        max_stale_sessions=max_stale_sessions,
+    )
 
 
 def validate_window(

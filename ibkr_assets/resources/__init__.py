@@ -2,8 +2,8 @@
 
 Assets never ask which deployment they run in: they receive typed resources, and this module
 decides (from environment variables) which concrete store, database and gateway those are.
-What a strategy chooses (data source, analyst, risk limits, broker) is applied per strategy by
-each resource's ``for_strategy``; the defaults below are only placeholders for it.
+Resources hold only the deployment; what a strategy chooses (data source, analyst, risk limits,
+broker) is passed to them as a value (``source_for``, ``analyst_for``, ``broker_for``).
 """
 
 from __future__ import annotations

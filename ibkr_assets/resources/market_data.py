@@ -1,6 +1,7 @@
-"""The market-data resource: which source the bars come from, and the window size.
+"""The market-data resource: where the bars can come from (the deployment's folders, databases
+and gateway).
 
-A strategy's copy (``for_strategy``) builds a source that refuses, before fetching anything, a
+``source_for(strategy)`` builds the strategy's source, which refuses, before fetching anything, a
 symbol the strategy does not list and a session that has not closed yet (``check_partition``):
 a partition typed into the UI's launch dialog, or today's session before the close.
 """
@@ -8,15 +9,16 @@ a partition typed into the UI's launch dialog, or today's session before the clo
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+import threading
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, session_close, session_has_closed
-from ibkr_assets.resources.strategy_copies import copy_for_strategy
+from ibkr_assets.domain.calendar import session_close, session_has_closed
 from ibkr_assets.sources.base import BarSource, SessionNotClosedError, SymbolNotInStrategyError
 from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, current_strategy
+
+_LOCK = threading.Lock()  # one source per strategy even if two threads ask at once
 
 
 def check_partition(
@@ -51,15 +53,13 @@ def _symbols_in_file(strategy_id: str) -> list[str]:
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """``source``: ``sample`` (synthetic, offline default), ``csv``, ``postgres`` or ``ibkr``.
+    """Where the bars can come from: the CSV folder, the stock-data database, the gateway.
 
-    ``source``, ``lookback_bars`` and ``calendar`` are each strategy's (``for_strategy``); the
-    rest (where CSV files and databases are, the gateway) belongs to the deployment.
+    Which source a strategy reads (``sample``, the synthetic offline default, ``csv``,
+    ``postgres`` or ``ibkr``), its window and calendar are the strategy's, passed as a value:
+    ``source_for(strategy)``.
     """
 
-    source: Literal["sample", "csv", "postgres", "ibkr"] = "sample"
-    lookback_bars: int = 200
-    calendar: str = DEFAULT_CALENDAR
     max_stale_sessions: int = 0
     csv_dir: str = "data"
     stock_data_url: str | None = None
@@ -67,51 +67,41 @@ class MarketDataResource(dg.ConfigurableResource):
     ibkr_port: int = 4002
     ibkr_client_id: int = 17
 
-    _source: BarSource | None = PrivateAttr(default=None)
-    _copies: dict = PrivateAttr(default_factory=dict)
-    _strategy: StrategyConfig | None = PrivateAttr(default=None)
+    _sources: dict[str, BarSource] = PrivateAttr(default_factory=dict)
+    _strategies: dict[str, StrategyConfig] = PrivateAttr(default_factory=dict)
 
-    def for_strategy(self, strategy: StrategyConfig) -> MarketDataResource:
-        """The strategy's copy: its source refuses partitions ``check_partition`` refuses."""
-        copy = copy_for_strategy(
-            self,
-            self._copies,
-            strategy.id,
-            source=strategy.market_data.source,
-            lookback_bars=strategy.market_data.lookback_bars,
-            calendar=strategy.schedule.calendar,
-        )
-        copy._strategy = strategy
-        return copy
+    def source_for(self, strategy: StrategyConfig) -> BarSource:
+        """The strategy's source (one per strategy id for the life of the resource; its guard
+        refuses what ``check_partition`` refuses for the strategy as last passed)."""
+        with _LOCK:
+            self._strategies[strategy.id] = strategy
+            if strategy.id not in self._sources:
+                self._sources[strategy.id] = self._build(strategy)
+            return self._sources[strategy.id]
 
-    def _refuse(self, symbol: str, end: dt.date) -> None:
-        if self._strategy is not None:
-            check_partition(self._strategy, symbol, end)
+    def _build(self, strategy: StrategyConfig) -> BarSource:
+        def refuse(symbol: str, end: dt.date) -> None:
+            check_partition(self._strategies[strategy.id], symbol, end)
 
-    def get_source(self) -> BarSource:
-        if self._source is None:
-            self._source = self._build()
-        return self._source
-
-    def _build(self) -> BarSource:
-        if self.source == "csv":
+        kind = strategy.market_data.source
+        if kind == "csv":
             from ibkr_assets.sources.csv_folder import CsvFolderSource
 
-            return CsvFolderSource(self.csv_dir, guard=self._refuse)
-        if self.source == "postgres":
+            return CsvFolderSource(self.csv_dir, guard=refuse)
+        if kind == "postgres":
             from ibkr_assets.sources.postgres_table import StockDataTableSource
 
             if not self.stock_data_url:
                 raise dg.Failure("market data source 'postgres' needs IBKR_ASSETS_STOCK_DATA_URL")
-            return StockDataTableSource(self.stock_data_url, guard=self._refuse)
-        if self.source == "ibkr":
+            return StockDataTableSource(self.stock_data_url, guard=refuse)
+        if kind == "ibkr":
             from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig
             from ibkr_assets.ibkr.bar_source import IbkrBarSource
 
             config = IbkrConfig(
                 host=self.ibkr_host, port=self.ibkr_port, client_id=self.ibkr_client_id
             )
-            return IbkrBarSource(IbkrAdapter(config), guard=self._refuse)
+            return IbkrBarSource(IbkrAdapter(config), guard=refuse)
         from ibkr_assets.sources.sample import SampleBarSource
 
-        return SampleBarSource(self.calendar, guard=self._refuse)
+        return SampleBarSource(strategy.schedule.calendar, guard=refuse)

@@ -174,13 +174,14 @@ class RiskConfig(_Model):
     allow_short: bool = False
 
     def risk_limits(self) -> RiskLimits:
-        """The sizing limits (``max_position`` is a broker-side cap, not part of ``RiskLimits``)."""
+        """The sizing limits: the one place a strategy's risk settings become ``RiskLimits``."""
         return RiskLimits(
             risk_per_trade_pct=self.risk_per_trade_pct,
             max_position_pct=self.max_position_pct,
             max_notional=self.max_notional,
             min_confidence=self.min_confidence,
             allow_short=self.allow_short,
+            max_position=self.max_position,
         )
 
     def signal_rules(self) -> SignalRules:
