@@ -235,19 +235,27 @@ def plan_rows(url: str, measured: list[Case]) -> list[dict]:
 
 
 def _summary(statement: str) -> str:
-    """``FROM table WHERE a, b`` of a statement, short."""
+    """``table(where columns) group/order`` of a statement, short."""
     text = " ".join(statement.split())
     upper = text.upper()
     frm = upper.find(" FROM ")
     table = text[frm + 6 :].split(" ", 1)[0] if frm >= 0 else "?"
     where = upper.find(" WHERE ")
-    cols = []
+    cols: list[str] = []
     if where >= 0:
         for part in text[where + 7 :].split(" AND "):
             name = part.strip().split(" ", 1)[0].split(".")[-1].strip("()")
             if name and name.upper() not in ("GROUP", "ORDER", "LIMIT") and name not in cols:
                 cols.append(name)
-    return f"{table}({', '.join(cols[:4])})"
+    extra = []
+    if upper.startswith("WITH RECURSIVE"):
+        extra.append("skip scan")
+    for clause in ("GROUP BY", "ORDER BY"):
+        at = upper.rfind(f" {clause} ")
+        if at >= 0:
+            first = text[at + len(clause) + 2 :].split(",")[0].split(" ")[0].split(".")[-1]
+            extra.append(f"{clause.split()[0].lower()} {first}")
+    return f"{table}({', '.join(cols[:4])})" + (f" {', '.join(extra)}" if extra else "")
 
 
 def _get(client: Any, path: str) -> None:
