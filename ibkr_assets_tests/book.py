@@ -28,6 +28,7 @@ from ibkr_assets.storage.trading_tables import (
     orders,
     portfolio_snapshots,
 )
+from ibkr_assets_tests.helpers import seed_mlflow_store
 
 STRATEGY = "momentum"
 
@@ -46,6 +47,7 @@ class Home:
         self.symbols = symbols or ["AAPL", "NVDA"]
         self.database_url = url  # None: SQLite in the home
         self.url = url or f"sqlite:///{root / 'lineage.db'}"
+        seed_mlflow_store(root)
         self._instance = dg.instance_for_test()
         self.instance = self._instance.__enter__()
 

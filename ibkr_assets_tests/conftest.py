@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from ibkr_assets_tests.helpers import STRATEGY_ID
+from ibkr_assets_tests.helpers import STRATEGY_ID, seed_mlflow_store
 
 PG_ADMIN_URL = os.environ.get(
     "IBKR_ASSETS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -36,11 +36,12 @@ def _postgres_missing(reason: str) -> None:
     pytest.skip(f"PostgreSQL unavailable: {reason}")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _no_leaked_dagster_instance() -> Iterator[None]:
-    """Fail the test that leaves a Dagster instance entered: an entered instance makes its
+    """Fail the module that leaves a Dagster instance entered: an entered instance makes its
     definitions-state storage current, and a later test that builds definitions would read it
-    after the instance is gone (an error far from its cause)."""
+    after the instance is gone (an error far from its cause). Module scope: a module-scoped
+    fixture may hold an instance across its tests."""
     from dagster._core.storage.defs_state.base import DefsStateStorage
 
     before = DefsStateStorage.get()
@@ -178,6 +179,7 @@ def deployment(monkeypatch, tmp_path):
         if var.startswith("IBKR_ASSETS_") and var not in {"IBKR_ASSETS_TEST_PG_URL"}:
             monkeypatch.delenv(var)
     monkeypatch.setenv("IBKR_ASSETS_HOME", str(tmp_path / "home"))
+    seed_mlflow_store(tmp_path / "home")
 
     def configure(strategy: dict | None = None, **env: str) -> None:
         if strategy is not None:

@@ -6,7 +6,14 @@ Tests work on one strategy, ``momentum`` (the packaged strategies file's, and th
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,6 +25,36 @@ JOBS = {
 }
 # A strategy on CSV bars with a 5-bar window (the ``deployment`` fixture's ``strategy=``).
 CSV_5_BARS = {"market_data": {"source": "csv", "lookback_bars": 5}}
+
+
+@functools.cache
+def _mlflow_template() -> Path:
+    """An empty MLflow SQLite store set up by the project's own tracker, once per test process."""
+    from ibkr_assets.tracking.mlflow_tracker import MlflowTracker
+
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    database = folder / "mlflow.db"
+    tracker = MlflowTracker(f"sqlite:///{database}")
+    tracker.client.search_experiments()  # creates and migrates the store
+    tracker.client._tracking_client.store.engine.dispose()
+    with closing(sqlite3.connect(database)) as connection:  # the whole store in the one file
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return database
+
+
+def seed_mlflow_store(home: Path) -> None:
+    """Give a new deployment home a copy of an empty, migrated MLflow store.
+
+    Creating and migrating a SQLite MLflow store costs seconds, and nearly every test makes a
+    home; the first-run path itself is covered by the tests that leave the home unseeded (the
+    demo command's, the tracker's own)."""
+    database = home / "mlflow.db"
+    if database.exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_mlflow_template(), database)
+    Path(f"{database}.ready").touch()
 
 
 def key(name: str) -> dg.AssetKey:

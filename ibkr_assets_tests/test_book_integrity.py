@@ -18,6 +18,9 @@ from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.storage.trading_tables import orders
 from ibkr_assets_tests.book import Home, reference_book
+from ibkr_assets_tests.helpers import seed_mlflow_store
+
+pytestmark = pytest.mark.slow
 
 SYMBOLS = ["AAPL", "NVDA"]
 START, MIDDLE, END = dt.date(2025, 3, 3), dt.date(2025, 3, 7), dt.date(2025, 3, 13)
@@ -118,6 +121,7 @@ def test_two_backfills_of_one_strategy_at_once_place_each_order_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IBKR_ASSETS_", "DAGSTER_"))}
     env |= {"IBKR_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh")}
     (tmp_path / "dh").mkdir()
+    seed_mlflow_store(tmp_path / "home")
     command = [str(Path(sys.executable).parent / "ibkr-assets"), "backfill", "--no-progress",
                "--start", START.isoformat(), "--end", MIDDLE.isoformat(), "--symbols", "AAPL,NVDA"]  # fmt: skip
     # output to files, not pipes: a helper process a command leaves behind (Dagster's log
@@ -167,6 +171,7 @@ def test_a_backfill_killed_in_the_order_step_converges_after_a_rerun(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IBKR_ASSETS_", "DAGSTER_"))}
     env |= {"IBKR_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dh")}
     (tmp_path / "dh").mkdir()
+    seed_mlflow_store(tmp_path / "home")
     command = [str(Path(sys.executable).parent / "ibkr-assets"), "backfill", "--no-progress",
                "--start", START.isoformat(), "--end", END.isoformat(), "--symbols", ",".join(SYMBOLS)]  # fmt: skip
     killed = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,

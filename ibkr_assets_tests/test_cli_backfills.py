@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests import cli_runner
-from ibkr_assets_tests.helpers import add_symbols, job_name, run_command
+from ibkr_assets_tests.helpers import add_symbols, job_name, run_command, seed_mlflow_store
 
 BIN = Path(sys.executable).parent
 run_cli = cli_runner.run_cli  # a fixture
@@ -28,6 +29,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "IBKR_ASSETS_HOME": str(tmp_path / "home")}
     )
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    seed_mlflow_store(tmp_path / "home")
     return env
 
 
@@ -111,6 +113,7 @@ def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
     assert lineage.lineage_rows() == []
 
 
+@pytest.mark.slow
 def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_path):
     env = _env(tmp_path)
     with dg.instance_for_test(temp_dir=env["DAGSTER_HOME"]) as instance:

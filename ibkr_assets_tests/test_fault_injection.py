@@ -49,6 +49,8 @@ from ibkr_assets_tests.openai_stub import (
 
 run_cli = cli_runner.run_cli  # a fixture
 
+pytestmark = pytest.mark.slow
+
 SYMBOLS = ["NVDA"]  # a bracket buy on the 11th that fills on the 12th, long on the 13th
 START, END = dt.date(2025, 3, 11), dt.date(2025, 3, 13)
 FAST = {"IBKR_ASSETS_CHART_WORKERS": "1"}  # charts in this process: no fork beside our threads

@@ -36,6 +36,7 @@ from ibkr_assets.storage.trading_tables import (
     paper_closes,
     portfolio_snapshots,
 )
+from ibkr_assets_tests.helpers import seed_mlflow_store
 
 D = [dt.date(2025, 3, 3) + dt.timedelta(days=i) for i in range(10)]
 PATH = [100.0, 110.0, 99.0, 104.5, 121.0, 115.0]
@@ -293,6 +294,7 @@ def backfilled(tmp_path_factory) -> dict:
         for var in [v for v in os.environ if v.startswith("IBKR_ASSETS_")]:
             mp.delenv(var)
         mp.setenv("IBKR_ASSETS_HOME", str(root / "home"))
+        seed_mlflow_store(root / "home")
         write_instance_config(root / "dagster_home")
         mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
         mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")

@@ -11,7 +11,7 @@ from ibkr_assets.definitions import build_definitions
 from ibkr_assets.runs import run_workflow
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import STRATEGY_ID, job_name, run_partitions
+from ibkr_assets_tests.helpers import STRATEGY_ID, job_name, run_partitions, seed_mlflow_store
 
 DAYS = ["2025-03-11", "2025-03-12", "2025-03-13"]
 SYMBOLS = ["AAPL", "NVDA"]
@@ -42,6 +42,7 @@ def test_single_run_range_matches_per_partition_runs(
     import dagster as dg
 
     monkeypatch.setenv("IBKR_ASSETS_HOME", str(tmp_path / "single"))
+    seed_mlflow_store(tmp_path / "single")
     with dg.instance_for_test() as instance:
         outcomes = run_workflow(
             build_definitions(),
@@ -56,6 +57,7 @@ def test_single_run_range_matches_per_partition_runs(
     fetch_calls.clear()
 
     monkeypatch.setenv("IBKR_ASSETS_HOME", str(tmp_path / "per_partition"))
+    seed_mlflow_store(tmp_path / "per_partition")
     with dg.instance_for_test() as instance:
         for day in DAYS:  # in date order, as a user replaying the sessions would
             for symbol in SYMBOLS:

@@ -32,6 +32,7 @@ from ibkr_assets.verification.checks import (
     find_orphans,
     reconcile_materializations,
 )
+from ibkr_assets_tests.helpers import seed_mlflow_store
 
 SID = "audit"
 SYMBOLS = ["AAPL", "NVDA"]
@@ -71,6 +72,7 @@ def home(request, tmp_path_factory) -> Iterator[Home]:
                 mp.delenv(var)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.setenv("IBKR_ASSETS_HOME", str(root))
+        seed_mlflow_store(root)
         url = f"sqlite:///{root / 'lineage.db'}"
         if request.param == "postgresql":
             url = request.getfixturevalue("postgres_url")
