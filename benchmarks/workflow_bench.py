@@ -84,7 +84,8 @@ started = time.perf_counter()
 import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-from ibkr_assets.definitions import defs
+from ibkr_assets.definitions import build_definitions
+defs = build_definitions()
 instance = dg.DagsterInstance.get()
 quiet = json.loads(sys.argv[1])
 loaded = time.perf_counter()

@@ -87,11 +87,12 @@ def demo(args: argparse.Namespace) -> int:
     home = _use_dagster_instance()
     _quiet_dagster_warnings()
 
-    from ibkr_assets.definitions import defs
+    from ibkr_assets.definitions import build_definitions
     from ibkr_assets.runs import failed_partitions, run_workflow
     from ibkr_assets.settings import load_settings
 
     settings = load_settings()
+    defs = build_definitions()
     chosen = _chosen_strategies(args.strategy, args.symbols, all_by_default=True)
     if isinstance(chosen, str):
         print(f"error: {chosen}", file=sys.stderr)
@@ -209,13 +210,14 @@ def backfill(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ibkr_assets.definitions import defs
+    from ibkr_assets.definitions import build_definitions
     from ibkr_assets.domain.calendar import sessions_between
     from ibkr_assets.partitions import MAX_PARTITIONS, start_date
     from ibkr_assets.runs import run_workflow
     from ibkr_assets.settings import load_settings
 
     settings = load_settings()
+    defs = build_definitions()
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     chosen = _chosen_strategies(args.strategy, args.symbols, all_by_default=False)
     if isinstance(chosen, str):

@@ -50,4 +50,8 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(*(strategy_definitions(s) for s in strategies), shared)
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What Dagster loads (``-m ibkr_assets.definitions``, ``dg``): built when loaded, so
+    importing this module reads no settings and no strategies file."""
+    return build_definitions()

@@ -9,9 +9,8 @@ from ibkr_assets.dagster_home import write_instance_config
 
 @pytest.fixture
 def run_cli(deployment, monkeypatch, tmp_path, capsys):
-    """``run_cli(*args) -> (exit code, stdout, stderr)``: ``ibkr-assets`` in this process, with
-    the definitions built for the deployment configured before the call."""
-    import ibkr_assets.definitions as definitions
+    """``run_cli(*args) -> (exit code, stdout, stderr)``: ``ibkr-assets`` in this process (it
+    builds the definitions for the deployment configured before the call)."""
     from ibkr_assets.cli import main
 
     home = tmp_path / "dagster_home"
@@ -21,7 +20,6 @@ def run_cli(deployment, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(definitions, "defs", definitions.build_definitions())
         code = main(list(args))
         out, err = capsys.readouterr()
         return code, out, err

@@ -285,7 +285,6 @@ START, END = "2025-03-03", "2025-03-12"
 def backfilled(tmp_path_factory) -> dict:
     """``ibkr-assets backfill`` of AAPL and NVDA over 8 sessions, in this process: its exit
     code, its output and its database URL."""
-    import ibkr_assets.definitions as definitions
     from ibkr_assets.cli import main
     from ibkr_assets.dagster_home import write_instance_config
 
@@ -299,7 +298,6 @@ def backfilled(tmp_path_factory) -> dict:
         mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
         mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
         mp.chdir(root)
-        mp.setattr(definitions, "defs", definitions.build_definitions())
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["backfill", "--no-progress", "--start", START, "--end", END,
