@@ -8,7 +8,6 @@ portfolios and the strategies overview. Read-only; OpenAPI at ``/docs``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -16,7 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ibkr_assets.settings import Settings
 from ibkr_assets.storage.records import ARTIFACT_TYPES
@@ -25,21 +24,13 @@ from ibkr_assets.viewer.auth import access_guard
 from ibkr_assets.viewer.compare import compare_executions
 from ibkr_assets.viewer.context import ViewerContext
 from ibkr_assets.viewer.decisions import NotFound, artifact_ref, decision_trace, step_entry
-from ibkr_assets.viewer.links import public_base, redact
+from ibkr_assets.viewer.links import RedactedJSONResponse, public_base
 from ibkr_assets.viewer.objects import ObjectBytes, ObjectReader, ObjectUnavailable
 from ibkr_assets.viewer.overview import portfolio_view, strategies_overview
 from ibkr_assets.viewer.rows import MAX_LIMIT, parse_cursor
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                     "X-Frame-Options": "DENY"}  # fmt: skip
-
-
-class RedactedJSONResponse(JSONResponse):
-    """JSON with every credential-looking part of a string masked, never cached."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(redact(content), ensure_ascii=False, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8")  # fmt: skip
 
 
 StrategyId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$", description="strategy id")]

@@ -7,10 +7,13 @@ credential in ``IBKR_ASSETS_DAGSTER_URL``, ``IBKR_ASSETS_MLFLOW_PUBLIC_URL`` or
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from starlette.responses import JSONResponse
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/@:]*):([^\s/@]*)@")
 _SECRET_PARAM = re.compile(
@@ -37,6 +40,14 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+class RedactedJSONResponse(JSONResponse):
+    """JSON with every credential-looking part of a string masked (the API's answers)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(redact(content), ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")  # fmt: skip
 
 
 def public_base(url: str | None) -> str | None:

@@ -35,7 +35,7 @@ from ibkr_assets.viewer.compare import compare_executions
 from ibkr_assets.viewer.context import ViewerContext
 from ibkr_assets.viewer.database import ViewerDatabaseError
 from ibkr_assets.viewer.decisions import NotFound, decision_trace, object_ref
-from ibkr_assets.viewer.links import redact
+from ibkr_assets.viewer.links import RedactedJSONResponse, redact
 from ibkr_assets.viewer.overview import portfolio_view, strategies_overview
 from ibkr_assets.viewer.rows import parse_cursor
 from ibkr_assets.viewer.svg import equity_and_drawdown
@@ -426,7 +426,5 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ViewerDatabaseError)
     async def database_down(request: Request, exc: ViewerDatabaseError):
         if not _is_page(request):
-            from ibkr_assets.viewer.api import RedactedJSONResponse
-
             return RedactedJSONResponse({"detail": str(exc)}, status_code=503)
         return render(request, "error.html", 503, code=503, message=str(exc))
