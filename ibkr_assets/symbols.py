@@ -28,7 +28,8 @@ from ibkr_assets.ibkr.bar_source import IbkrBarSource, as_market_data_errors
 from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
 from ibkr_assets.sources.base import BarSource, UnknownSymbolError
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.tables import metadata
+from ibkr_assets.storage.schema import ensure_schema
+from ibkr_assets.storage.tables import SYMBOL_MAX, symbols
 
 if TYPE_CHECKING:
     from ibkr_assets.ibkr.adapter import IbkrAdapter
@@ -40,22 +41,6 @@ MAX_SUGGESTIONS = 5
 # Tickers such as AAPL, BRK B, BRK.B, BF-B. No "|" (partition keys are DATE|SYMBOL) and no "/"
 # (symbols are folders in object keys).
 _SYMBOL = re.compile(r"^[A-Z0-9]+(?:[.\- ][A-Z0-9]+)*$")
-_SYMBOL_MAX = 20
-
-symbols = sa.Table(
-    "symbols",
-    metadata,
-    sa.Column("symbol", sa.String(_SYMBOL_MAX), primary_key=True),
-    sa.Column("con_id", sa.BigInteger),
-    sa.Column("exchange", sa.String(20), nullable=False),
-    sa.Column("primary_exchange", sa.String(20), nullable=False),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("source", sa.String(20), nullable=False),
-    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("symbol = upper(symbol)", name="ck_symbols_upper"),
-    sa.Index("ix_symbols_con_id", "con_id"),
-)
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,7 @@ def normalize_symbol(symbol: str) -> str:
     ticker = symbol.strip().upper()
     if not _is_ticker(ticker):
         raise UnknownSymbolError(
-            f"unknown symbol {symbol!r}: not a ticker (1 to {_SYMBOL_MAX} letters or digits, "
+            f"unknown symbol {symbol!r}: not a ticker (1 to {SYMBOL_MAX} letters or digits, "
             "optionally joined by '.', '-' or one space)"
         )
     return ticker
@@ -96,7 +81,7 @@ class SymbolRegistry:
 
     def create_schema(self) -> None:
         """Create the table if it does not exist (safe to repeat)."""
-        metadata.create_all(self.engine, tables=[symbols])
+        ensure_schema(self.engine)
 
     def get(self, symbol: str) -> SymbolInfo | None:
         """The cached entry for ``symbol`` (any case), or None."""
@@ -257,7 +242,7 @@ def resolve_strategy_symbols(
 
 
 def _is_ticker(symbol: str) -> bool:
-    return len(symbol) <= _SYMBOL_MAX and _SYMBOL.match(symbol) is not None
+    return len(symbol) <= SYMBOL_MAX and _SYMBOL.match(symbol) is not None
 
 
 def _suggestions(adapter: IbkrAdapter, ticker: str) -> str:

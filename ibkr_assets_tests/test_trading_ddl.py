@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.order_records import order_records
+from ibkr_assets.storage.tables import metadata
 from ibkr_assets.storage.trading_tables import TRADING_TABLES, create_trading_schema
 from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 
@@ -26,7 +27,9 @@ def test_trading_sql_matches_trading_tables(postgres_url: str, schemas: list[str
 
 
 def test_create_trading_schema_is_safe_to_repeat(sqlite_url: str) -> None:
+    """The trading tables come with every other table: one database, one schema version."""
     create_trading_schema(sqlite_url)
     create_trading_schema(sqlite_url)
     tables = set(sa.inspect(engine_for(sqlite_url)).get_table_names())
-    assert tables == {t.name for t in TRADING_TABLES}
+    assert {t.name for t in TRADING_TABLES} <= tables
+    assert tables == {*metadata.tables, "alembic_version"}

@@ -26,29 +26,10 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ibkr_assets.storage.engines import engine_for, transaction
+from ibkr_assets.storage.engines import database_errors, engine_for, transaction
 from ibkr_assets.storage.lineage_store import safe_url
-from ibkr_assets.storage.tables import metadata
-
-run_failures = sa.Table(
-    "run_failures",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(255), nullable=False),
-    sa.Column("job_name", sa.String(255), nullable=False),
-    sa.Column("partition_key", sa.String(255)),
-    sa.Column("step_key", sa.String(255), nullable=False, server_default=""),
-    sa.Column("error", sa.Text, nullable=False),
-    sa.Column("error_class", sa.String(255), nullable=False),
-    sa.Column("strategy_id", sa.String(100)),
-    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("notified", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("webhook_status", sa.Text),
-    sa.UniqueConstraint("run_id", "step_key", name="uq_run_failures_run_step"),
-    sa.Index("ix_run_failures_occurred_at", "occurred_at"),
-    sa.Index("ix_run_failures_partition_key", "partition_key"),
-    sa.Index("ix_run_failures_strategy_occurred", "strategy_id", "occurred_at"),
-)
+from ibkr_assets.storage.schema import ensure_schema
+from ibkr_assets.storage.tables import run_failures
 
 RUN_LEVEL = ""  # step_key of a failure that belongs to no step
 _KEY = ("run_id", "step_key")
@@ -71,8 +52,9 @@ class RunFailureStore:
 
     def create_schema(self) -> None:
         """Create the table and its indexes if they do not exist yet (safe to repeat)."""
-        with self._transaction("create_schema") as conn:
-            metadata.create_all(conn, tables=[run_failures])
+        what = f"run_failures create_schema failed on {self._safe_url}"
+        with database_errors(RunFailureStoreError, what):
+            ensure_schema(self.engine)
 
     def record(
         self,

@@ -73,9 +73,15 @@ def transaction(engine: sa.Engine, error: type[Exception], what: str) -> Iterato
 
     ``what`` must already hide any password (use ``lineage_store.safe_url``).
     """
+    with database_errors(error, what), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def database_errors(error: type[Exception], what: str) -> Iterator[None]:
+    """A database error in the block becomes ``error(what: first line of the reason)``."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        yield
     except sa.exc.DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise error(f"{what}: {reason}") from exc

@@ -20,14 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ibkr_assets.storage.engines import engine_for, transaction
+from ibkr_assets.storage.engines import database_errors, engine_for, transaction
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
+from ibkr_assets.storage.schema import ensure_schema
 from ibkr_assets.storage.tables import (
     ARTIFACT_KEY,
     LINEAGE_KEY,
-    LINEAGE_TABLES,
     artifacts,
-    metadata,
     workflow_lineage,
 )
 
@@ -65,9 +64,10 @@ class LineageStore:
         return f"LineageStore({self._safe_url!r})"
 
     def create_schema(self) -> None:
-        """Create the lineage tables and indexes that do not exist yet (safe to repeat)."""
-        with self._transaction("create_schema") as conn:
-            metadata.create_all(conn, tables=list(LINEAGE_TABLES))
+        """Create or upgrade the database's tables, the lineage ones among them (safe to repeat)."""
+        what = f"lineage store create_schema failed on {self._safe_url}"
+        with database_errors(LineageStoreError, what):
+            ensure_schema(self._engine)
 
     def record_step(self, rec: LineageRecord) -> int:
         """Upsert one lineage record; returns its row id."""

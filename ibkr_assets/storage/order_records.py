@@ -16,29 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.tables import metadata
-
-JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-order_records = sa.Table(
-    "order_records",
-    metadata,
-    sa.Column("order_ref", sa.String(200), primary_key=True),
-    sa.Column("strategy_id", sa.String(100), nullable=False),
-    sa.Column("symbol", sa.String(50), nullable=False),
-    sa.Column("session_date", sa.Date, nullable=False),
-    sa.Column("broker", sa.String(20), nullable=False),
-    sa.Column("mode", sa.String(20), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),
-    sa.Column("decision", JSONType, nullable=False),
-    sa.Column("broker_orders", JSONType, nullable=False),
-    sa.Column("run_id", sa.String(255), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint(
-        "state IN ('decided', 'sending', 'sent', 'reconciled')", name="ck_order_records_state"
-    ),
-)
+from ibkr_assets.storage.schema import ensure_schema
+from ibkr_assets.storage.tables import order_records
 
 STATES = ("decided", "sending", "sent", "reconciled")
 
@@ -48,7 +27,7 @@ class OrderRecords:
         self.engine = engine_for(url)
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine, tables=[order_records])
+        ensure_schema(self.engine)
 
     def get(self, order_ref: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -1,18 +1,30 @@
-"""The relational schema (SQLAlchemy Core), the source of truth that ``sql/*.sql`` mirrors.
+"""Every table of the project, on one ``metadata`` (SQLAlchemy Core): the source of truth.
 
-``test_sql_ddl_matches_tables`` fails when the two drift apart, so change both together.
+``sql/*.sql`` is generated from it (``python -m ibkr_assets.storage.ddl``; a test fails when the
+files are stale) and ``storage/migrations/`` upgrades an existing database to it (a test upgrades
+one made by the previous release's DDL). Change a table here, add a migration, regenerate sql/.
+
 JSON columns are JSONB on PostgreSQL and JSON text on SQLite; ``none_as_null`` stores a Python
-``None`` as SQL NULL rather than the JSON value ``null``.
+``None`` as SQL NULL rather than the JSON value ``null``. Money and prices of the trading tables
+are NUMERIC(18, 6) read back as floats; the broker rounds to six places before writing so SQLite
+(which does not round) holds the same values as PostgreSQL.
 """
 
 from __future__ import annotations
 
+from typing import get_args
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
+from ibkr_assets.domain.orders import OrderStatus, OrderType, Role, Side
 from ibkr_assets.storage.records import ARTIFACT_TYPES, LINEAGE_STATUSES
 
 metadata = sa.MetaData()
+
+ORDER_STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus)
+SYMBOL_MAX = 20  # the longest ticker the symbols table holds
 
 
 def _json() -> sa.types.TypeEngine:
@@ -22,6 +34,17 @@ def _json() -> sa.types.TypeEngine:
 def _timestamp() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
+
+def _numeric() -> sa.Numeric:
+    return sa.Numeric(18, 6, asdecimal=False)
+
+
+def _in(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
+    return sa.CheckConstraint(sa.column(column).in_(values), name=name)
+
+
+# order_records stores a Python None as the JSON value null (as it always has)
+_RECORD_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 # A row's identity. One run can hold several strategies' steps (e.g. their portfolio snapshots
 # of one date, grouped by Dagster's automation), so the strategy is part of it.
@@ -131,4 +154,228 @@ stock_data = sa.Table(
     sa.UniqueConstraint("symbol", "date", name="uq_stock_data_symbol_date"),
 )
 
-LINEAGE_TABLES: tuple[sa.Table, ...] = (workflow_lineage, artifacts)
+# --- the paper broker and the portfolio --------------------------------------------------
+
+paper_accounts = sa.Table(
+    "paper_accounts",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("starting_cash", _numeric(), nullable=False),
+    sa.Column("cash", _numeric(), nullable=False),
+    sa.Column("realized_pnl", _numeric(), nullable=False, server_default=sa.text("0")),
+    sa.Column("commissions", _numeric(), nullable=False, server_default=sa.text("0")),
+    sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+)
+
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("order_ref", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("broker_order_id", sa.String(100), nullable=False),
+    sa.Column("symbol", sa.String(50), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("order_type", sa.String(3), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("limit_price", _numeric()),
+    sa.Column("stop_price", _numeric()),
+    sa.Column("parent_id", sa.String(100)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("filled_quantity", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("avg_fill_price", _numeric()),
+    sa.Column("commission", _numeric(), nullable=False, server_default=sa.text("0")),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("session_date", sa.Date, nullable=False),
+    sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("broker_order_id", name="uq_orders_broker_order_id"),
+    sa.UniqueConstraint("account", "order_ref", "role", name="uq_orders_ref_role"),
+    _in("status", ORDER_STATUSES, "ck_orders_status"),
+    _in("side", get_args(Side), "ck_orders_side"),
+    _in("order_type", get_args(OrderType), "ck_orders_order_type"),
+    _in("role", get_args(Role), "ck_orders_role"),
+    sa.CheckConstraint("quantity > 0", name="ck_orders_quantity"),
+    sa.Index("ix_orders_account_symbol_status", "account", "symbol", "status"),
+)
+
+
+order_events = sa.Table(
+    "order_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("broker_order_id", sa.String(100), nullable=False),
+    sa.Column("order_ref", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("filled_quantity", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.Column("detail", _json()),
+    _in("status", ORDER_STATUSES, "ck_order_events_status"),
+    sa.Index("ix_order_events_order", "account", "broker_order_id"),
+    sa.Index("ix_order_events_order_ref", "order_ref"),
+)
+
+
+fills = sa.Table(
+    "fills",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(120), nullable=False),
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("broker_order_id", sa.String(100), nullable=False),
+    sa.Column("order_ref", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("symbol", sa.String(50), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("price", _numeric(), nullable=False),
+    sa.Column("commission", _numeric(), nullable=False),
+    sa.Column("session_date", sa.Date, nullable=False),
+    sa.Column("filled_at", _timestamp(), nullable=False),
+    sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("execution_id", name="uq_fills_execution_id"),
+    sa.Index("ix_fills_account_symbol", "account", "symbol"),
+    sa.Index("ix_fills_order_ref", "order_ref"),
+)
+
+
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("symbol", sa.String(50), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("avg_cost", _numeric(), nullable=False),
+    sa.Column("updated_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("account", "symbol", name="uq_positions_account_symbol"),
+)
+
+
+paper_sync = sa.Table(
+    "paper_sync",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("symbol", sa.String(50), nullable=False),
+    sa.Column("last_bar_date", sa.Date, nullable=False),
+    sa.Column("updated_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("account", "symbol", name="uq_paper_sync_account_symbol"),
+)
+
+
+paper_closes = sa.Table(
+    "paper_closes",
+    metadata,
+    sa.Column("account", sa.String(100), primary_key=True),
+    sa.Column("symbol", sa.String(50), primary_key=True),
+    sa.Column("session_date", sa.Date, primary_key=True),
+    sa.Column("close", _numeric(), nullable=False),
+)
+
+
+portfolio_snapshots = sa.Table(
+    "portfolio_snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(100), nullable=False),
+    sa.Column("snapshot_date", sa.Date, nullable=False),
+    sa.Column("cash", _numeric(), nullable=False),
+    sa.Column("market_value", _numeric(), nullable=False),
+    sa.Column("equity", _numeric(), nullable=False),
+    sa.Column("realized_pnl", _numeric(), nullable=False),
+    sa.Column("unrealized_pnl", _numeric(), nullable=False),
+    sa.Column("commissions", _numeric(), nullable=False),
+    sa.Column("gross_exposure", _numeric(), nullable=False),
+    sa.Column("net_exposure", _numeric(), nullable=False),
+    sa.Column("exposure_pct", _numeric()),
+    sa.Column("positions", _json(), nullable=False),
+    sa.Column("created_at", _timestamp(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", _timestamp()),
+    sa.UniqueConstraint("account", "snapshot_date", name="uq_portfolio_snapshots_account_date"),
+)
+
+
+# Our own note of every order decision, written before and after sending (order_records.py).
+order_records = sa.Table(
+    "order_records",
+    metadata,
+    sa.Column("order_ref", sa.String(200), primary_key=True),
+    sa.Column("strategy_id", sa.String(100), nullable=False),
+    sa.Column("symbol", sa.String(50), nullable=False),
+    sa.Column("session_date", sa.Date, nullable=False),
+    sa.Column("broker", sa.String(20), nullable=False),
+    sa.Column("mode", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("decision", _RECORD_JSON, nullable=False),
+    sa.Column("broker_orders", _RECORD_JSON, nullable=False),
+    sa.Column("run_id", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(
+        "state IN ('decided', 'sending', 'sent', 'reconciled')", name="ck_order_records_state"
+    ),
+)
+
+
+# One row per failed step of a failed run (monitoring/run_failures.py).
+run_failures = sa.Table(
+    "run_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(255), nullable=False),
+    sa.Column("job_name", sa.String(255), nullable=False),
+    sa.Column("partition_key", sa.String(255)),
+    sa.Column("step_key", sa.String(255), nullable=False, server_default=""),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("error_class", sa.String(255), nullable=False),
+    sa.Column("strategy_id", sa.String(100)),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("notified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("webhook_status", sa.Text),
+    sa.UniqueConstraint("run_id", "step_key", name="uq_run_failures_run_step"),
+    sa.Index("ix_run_failures_occurred_at", "occurred_at"),
+    sa.Index("ix_run_failures_partition_key", "partition_key"),
+    sa.Index("ix_run_failures_strategy_occurred", "strategy_id", "occurred_at"),
+)
+
+
+# Resolved symbols: symbol -> contract id, exchange, name (symbols.py).
+symbols = sa.Table(
+    "symbols",
+    metadata,
+    sa.Column("symbol", sa.String(SYMBOL_MAX), primary_key=True),
+    sa.Column("con_id", sa.BigInteger),
+    sa.Column("exchange", sa.String(20), nullable=False),
+    sa.Column("primary_exchange", sa.String(20), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("symbol = upper(symbol)", name="ck_symbols_upper"),
+    sa.Index("ix_symbols_con_id", "con_id"),
+)
+
+
+# One row per verify (command or Dagster job), for people to look at (verification_runs.py).
+verification_runs = sa.Table(
+    "verification_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("strategy_id", sa.String(100), nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("end_date", sa.Date, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("discrepancies", sa.Integer, nullable=False),
+    sa.Column("orphans_deleted", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("checks", _json(), nullable=False),
+    sa.Column("details", _json(), nullable=False),
+    sa.Column("triggered_by", sa.String(255), nullable=False),
+    sa.Column("started_at", _timestamp(), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_verification_runs_strategy_started", "strategy_id", "started_at"),
+)

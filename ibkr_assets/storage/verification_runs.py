@@ -1,6 +1,6 @@
 """``verification_runs``: one row per ``verify`` (command or Dagster job), for people to look at.
 
-``sql/008_verification_runs.sql`` mirrors the table for PostgreSQL (a test compares the two).
+The table is defined in ``tables.py``.
 """
 
 from __future__ import annotations
@@ -11,25 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.tables import _json, _timestamp, metadata
-
-verification_runs = sa.Table(
-    "verification_runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("strategy_id", sa.String(100), nullable=False),
-    sa.Column("start_date", sa.Date, nullable=False),
-    sa.Column("end_date", sa.Date, nullable=False),
-    sa.Column("ok", sa.Boolean, nullable=False),
-    sa.Column("discrepancies", sa.Integer, nullable=False),
-    sa.Column("orphans_deleted", sa.Integer, nullable=False, server_default=sa.text("0")),
-    sa.Column("checks", _json(), nullable=False),
-    sa.Column("details", _json(), nullable=False),
-    sa.Column("triggered_by", sa.String(255), nullable=False),
-    sa.Column("started_at", _timestamp(), nullable=False),
-    sa.Column("duration_ms", sa.Integer, nullable=False),
-    sa.Index("ix_verification_runs_strategy_started", "strategy_id", "started_at"),
-)
+from ibkr_assets.storage.schema import ensure_schema
+from ibkr_assets.storage.tables import verification_runs
 
 MAX_DETAILS = 1000  # discrepancies kept per row; the count is always complete
 
@@ -38,8 +21,8 @@ def record_verification(url: str, **values: Any) -> int:
     """Insert one ``verification_runs`` row (creating the table if needed); its id."""
     engine = engine_for(url)
     details = list(values.pop("details"))[:MAX_DETAILS]
+    ensure_schema(engine)
     with engine.begin() as conn:
-        metadata.create_all(conn, tables=[verification_runs])
         result = conn.execute(
             sa.insert(verification_runs)
             .values(**values, details=details)
@@ -57,8 +40,9 @@ def latest_verifications(url: str, strategy_id: str, limit: int = 10) -> list[di
         .order_by(t.c.started_at.desc(), t.c.id.desc())
         .limit(limit)
     )
-    with engine_for(url).begin() as conn:
-        metadata.create_all(conn, tables=[verification_runs])
+    engine = engine_for(url)
+    ensure_schema(engine)
+    with engine.begin() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
 
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of ``storage.tables.metadata``; ``storage.schema.ensure_schema`` runs them."""

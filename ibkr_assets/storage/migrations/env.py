@@ -1,0 +1,51 @@
+"""Alembic's environment: the one ``metadata`` of ``storage.tables``.
+
+``storage.schema.ensure_schema`` passes its connection (already holding the schema lock) in
+``config.attributes["connection"]``. Without one (``alembic`` run by hand with this folder as its
+script location), the URL comes from ``sqlalchemy.url`` or the deployment's settings (``IBKR_ASSETS_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context
+
+from ibkr_assets.storage.tables import metadata
+
+
+def _configure(connection: sa.Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by copying tables
+        compare_type=True,
+    )
+
+
+def _url() -> str:
+    from ibkr_assets.settings import load_settings
+
+    return context.config.get_main_option("sqlalchemy.url") or load_settings().lineage_url
+
+
+def run() -> None:
+    if context.is_offline_mode():
+        context.configure(url=_url(), target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = sa.create_engine(_url())
+    with engine.connect() as connection:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run()

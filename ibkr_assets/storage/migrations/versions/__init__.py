@@ -1,0 +1,1 @@
+"""Migration scripts (Alembic reads every module here but this one)."""
