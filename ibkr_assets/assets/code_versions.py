@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent
 
 # How every value is encoded and recorded: part of every step's logic.
-SHARED = ("assets/defaults.py", "storage/layout.py")
+SHARED = ("assets/defaults.py", "assets/step.py", "storage/layout.py")
 
 STEP_SOURCES: dict[str, tuple[str, ...]] = {
     "market_data": ("assets/market_data.py", "assets/quality_checks.py", "domain/bars.py",

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from ibkr_assets.assets.defaults import workflow_asset
+from ibkr_assets.assets.step import Step
 from ibkr_assets.domain.bars import empty_bars
 from ibkr_assets.domain.indicator_set import IndicatorSet
 from ibkr_assets.domain.indicators import compute_indicators, latest_values, only_indicators
@@ -13,7 +14,7 @@ from ibkr_assets.domain.quality import window_report
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
-from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.strategies.config import StrategyConfig
 
 
@@ -31,50 +32,38 @@ def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
         A partition whose market data fails a quality gate is not computed: it is recorded as
         ``blocked`` with the reason, even when the blocking checks were not part of this run.
         """
-        return _materialize(
-            context, market_data, market_data_source.max_stale_sessions, object_store, lineage,
-            strategy,
-        )  # fmt: skip
+        step = Step.open(context, strategy.id, "indicators", object_store, lineage)
+        max_stale = market_data_source.max_stale_sessions
+
+        def one(key: str) -> IndicatorSet:
+            started = time.perf_counter()
+            result = _indicators_for(market_data[key], strategy, max_stale)
+            step.record(
+                key,
+                result,
+                status={"ok": "success"}.get(result.status, result.status),
+                input_data={"market_data": market_data[key].summary()},
+                output_data=result.summary(),
+                error=result.reason if result.status == "blocked" else None,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+            )
+            return result
+
+        results = step.each(one)
+        blocked = {k: r.reason for k, r in results.items() if r.status == "blocked"}
+        if blocked:
+            context.log.warning(f"indicators blocked for {len(blocked)} partition(s): {blocked}")
+        return dg.Output(results, metadata=_metadata(results, blocked))
 
     return indicators
 
 
-def _materialize(
-    context: dg.AssetExecutionContext,
-    market_data: dict[str, MarketDataWindow],
-    max_stale_sessions: int,
-    object_store: ObjectStoreResource,
-    lineage: LineageResource,
-    strategy: StrategyConfig,
-) -> dg.Output[dict[str, IndicatorSet]]:
-    recorder = lineage.recorder(context, "indicators", strategy.id)
-    results: dict[str, IndicatorSet] = {}
-    for key in context.partition_keys:
-        window = market_data[key]
-        started = time.perf_counter()
-        result = _indicators_for(window, strategy, max_stale_sessions)
-        ref = object_ref(object_store, strategy.id, "indicators", key, result)
-        status = {"ok": "success"}.get(result.status, result.status)
-        recorder.add(
-            key,
-            status=status,
-            input_data={"market_data": window.summary()},
-            output_data={**result.summary(), "object": ref},
-            error=result.reason if result.status == "blocked" else None,
-            duration_ms=int((time.perf_counter() - started) * 1000),
-        )
-        results[key] = result
-    blocked = {k: r.reason for k, r in results.items() if r.status == "blocked"}
-    if blocked:
-        context.log.warning(f"indicators blocked for {len(blocked)} partition(s): {blocked}")
-    meta: dict = {
-        "partitions": len(results),
-        "blocked": dg.MetadataValue.json(blocked),
-    }
+def _metadata(results: dict[str, IndicatorSet], blocked: dict[str, str]) -> dict:
+    meta: dict = {"partitions": len(results), "blocked": dg.MetadataValue.json(blocked)}
     if len(results) == 1:
         (only,) = results.values()
         meta |= {"status": only.status, "latest": dg.MetadataValue.json(only.latest)}
-    return dg.Output(results, metadata=meta)
+    return meta
 
 
 def _indicators_for(

@@ -1,0 +1,196 @@
+"""The step kit: one asset's bookkeeping in one run, so the asset reads "load, call the domain,
+record".
+
+A ``Step`` walks the run's partitions, passes skipped ones through, and records each value: the
+reference of the object the IO manager will store, its lineage row, its artifact row, its MLflow
+run. ``records_failures`` wraps every asset: each output gets each partition's own metadata
+(``per_partition``), and a failure is recorded on every partition of the step.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dagster as dg
+
+from ibkr_assets.domain.skipped import Skipped
+from ibkr_assets.resources.lineage import (
+    LineageResource,
+    StepRecorder,
+    fail_step,
+    open_recorder,
+)
+from ibkr_assets.resources.mlflow import MlflowResource
+from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+
+V = TypeVar("V")
+
+
+@dataclass
+class Step:
+    """Where one asset (``name``) of ``strategy_id``'s graph records each partition's value."""
+
+    context: dg.AssetExecutionContext
+    strategy_id: str
+    name: str
+    object_store: ObjectStoreResource
+    recorder: StepRecorder
+    tracker: Any = None  # the MLflow tracker, for steps that log to MLflow
+
+    @classmethod
+    def open(
+        cls,
+        context: dg.AssetExecutionContext,
+        strategy_id: str,
+        name: str,
+        object_store: ObjectStoreResource,
+        lineage: LineageResource,
+        mlflow: MlflowResource | None = None,
+        *,
+        asset_key: dg.AssetKey | None = None,
+        step: str | None = None,
+    ) -> Step:
+        """``name``'s step in this run; ``step`` names the lineage step when it is not the
+        asset's name, ``asset_key`` the asset when the step makes several."""
+        recorder = lineage.recorder(context, step or name, strategy_id, asset_key)
+        tracker = mlflow.get_tracker() if mlflow is not None else None
+        return cls(context, strategy_id, name, object_store, recorder, tracker)
+
+    @property
+    def keys(self) -> list[str]:
+        """The run's partitions, in the order Dagster gives them."""
+        return list(self.context.partition_keys)
+
+    def each(self, make: Callable[[str], V]) -> dict[str, V]:
+        """``{key: make(key)}`` over the run's partitions, in order."""
+        return {key: make(key) for key in self.context.partition_keys}
+
+    def ref(self, key: str, value: object) -> dict[str, str]:
+        """Where the IO manager will store ``value`` for ``key`` (URI and sha256)."""
+        return object_ref(self.object_store, self.strategy_id, self.name, key, value)
+
+    def record(
+        self,
+        key: str,
+        value: object,
+        *,
+        status: str,
+        input_data: dict[str, Any],
+        output_data: dict[str, Any] | None = None,
+        links: dict[str, Any] | None = None,
+        ref: dict[str, str] | None = None,
+        **row: Any,
+    ) -> dict[str, str]:
+        """``key``'s lineage row for ``value``: ``output_data``, then the stored object, then
+        ``links`` (MLflow runs); ``row`` holds ``metadata``, ``error``, ``duration_ms``.
+        Returns the object's reference (``ref``, when already known)."""
+        ref = ref or self.ref(key, value)
+        output = {**(output_data or {}), "object": ref, **(links or {})}
+        self.recorder.add(key, status=status, input_data=input_data, output_data=output, **row)
+        return ref
+
+    def record_error(self, key: str, input_data: dict[str, Any], error: str, **row: Any) -> None:
+        """``key``'s ``error`` row: no object."""
+        self.recorder.add(key, status="error", input_data=input_data, output_data={}, error=error,
+                          **row)  # fmt: skip
+
+    def skip(self, key: str, skipped: Skipped, input_data: dict[str, Any], **row: Any) -> Skipped:
+        """Pass ``skipped`` through as ``key``'s value, recorded with its own status."""
+        self.record(key, skipped, status=skipped.status, input_data=input_data,
+                    output_data=skipped.summary(), **row)  # fmt: skip
+        return skipped
+
+    def artifact(self, key: str, ref: dict[str, str], *, name: str, type: str, **fields: Any):
+        """``key``'s artifact row for the object at ``ref``."""
+        self.recorder.add_artifact(key, name=name, type=type, uri=ref["uri"], sha256=ref["sha256"],
+                                   **fields)  # fmt: skip
+
+    def mlflow_run(self, key: str, symbol: str) -> str:
+        """The MLflow run of ``key`` in this execution (made on first use)."""
+        return self.tracker.run_for_partition(
+            strategy_id=self.strategy_id,
+            symbol=symbol,
+            partition_key=key,
+            execution_id=self.recorder.base["execution_id"],
+            dagster_run_id=self.context.run.run_id,
+        )
+
+    def mlflow_fields(self, run_id: str, symbol: str) -> dict[str, str]:
+        """An artifact row's MLflow run and experiment."""
+        experiment = self.tracker.experiment_id(self.strategy_id, symbol)
+        return {"mlflow_run_id": run_id, "mlflow_experiment_id": experiment}
+
+
+def records_failures(fn, asset_keys: list[dg.AssetKey]):
+    """``fn`` as a step of the graph: each output carries every partition's own metadata
+    (``per_partition``), and any exception is recorded as the ``error`` of every partition of
+    the step (``resources.lineage.fail_step``) before the step fails."""
+
+    def guarded(context, events):
+        try:
+            for item in events:
+                yield per_partition(context, item) if _is_asset_output(item) else item
+        except Exception as exc:
+            fail_step(context.run.run_id, asset_keys, exc)
+            raise
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(context, *args, **kwargs):
+            yield from guarded(context, fn(context, *args, **kwargs))
+
+        return generator
+
+    @functools.wraps(fn)
+    def function(context, *args, **kwargs):
+        try:
+            result = fn(context, *args, **kwargs)
+        except Exception as exc:
+            fail_step(context.run.run_id, asset_keys, exc)
+            raise
+        if inspect.isgenerator(result):  # a step that yields its outputs as they are ready
+            return guarded(context, result)
+        return per_partition(context, result)
+
+    return function
+
+
+def _is_asset_output(item: object) -> bool:
+    """An asset's output (not an asset check's, whose value is None)."""
+    return isinstance(item, dg.Output) and item.value is not None
+
+
+def per_partition(context: dg.AssetExecutionContext, output: dg.Output) -> dg.Output:
+    """Give each partition's materialization its own metadata (from its lineage row: status,
+    error, headline values, viewer link) and, in a range run, name the output's totals
+    ``run_*``: Dagster copies an output's metadata onto every partition, where a total would
+    read as the partition's own value."""
+    asset_key = context.asset_key_for_output(output.output_name)
+    recorder = open_recorder(context.run.run_id, asset_key)
+    if recorder is not None:
+        for key, meta in recorder.partition_metadata().items():
+            context.add_asset_metadata(meta, partition_key=key, asset_key=asset_key)
+    if len(context.partition_keys) <= 1:
+        return output
+    totals = {k if k == "partitions" else f"run_{k}": v for k, v in output.metadata.items()}
+    return dg.Output(output.value, output_name=output.output_name, metadata=totals)
+
+
+def by_partition(
+    name: str, values: dict[str, object], partitions: int
+) -> dict[str, dg.MetadataValue]:
+    """``{name: values}`` as output metadata when the run has a single partition (``partitions``
+    is the step's count), else ``{name}_count``: how many entries ``values`` has.
+
+    Dagster copies a range run's output metadata onto each partition's materialization, so a
+    map over the range would make every event grow with the range (and the event log with its
+    square). The rows themselves are found by run and partition.
+    """
+    if partitions <= 1:
+        return {name: dg.MetadataValue.json(values)}
+    return {f"{name}_count": dg.MetadataValue.int(len(values))}
