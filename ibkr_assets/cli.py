@@ -46,7 +46,9 @@ def _use_dagster_instance() -> Path:
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
     home = Path.cwd() if (Path.cwd() / "dagster.yaml").is_file() else Path.cwd() / ".dagster_home"
-    write_instance_config(home)
+    from ibkr_assets.settings import load_settings
+
+    write_instance_config(home, load_settings().dagster_event_log)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

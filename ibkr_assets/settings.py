@@ -52,6 +52,7 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_VIEWER_TOKEN": "viewer_token",
     "IBKR_ASSETS_VIEWER_URL": "viewer_url",
     "IBKR_ASSETS_DAGSTER_URL": "dagster_url",
+    "IBKR_ASSETS_DAGSTER_EVENT_LOG": "dagster_event_log",
 }
 SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri", "viewer_token"}
 
@@ -95,6 +96,8 @@ class Settings(BaseModel):
     viewer_token: SecretStr | None = None  # never logged, echoed or returned
     viewer_url: str | None = None  # where ``ibkr-assets serve`` is reached, for links to it
     dagster_url: str | None = None  # the Dagster UI, for links to runs
+    # The event log of a DAGSTER_HOME the ibkr-assets command creates (dagster_home.py).
+    dagster_event_log: Literal["dagster", "pooled"] = "dagster"
 
     @property
     def home_path(self) -> Path:

@@ -16,7 +16,11 @@ import yaml
 from dagster._core.storage.event_log.sqlite import sqlite_event_log as dagster_sqlite_event_log
 
 from ibkr_assets.dagster_home import instance_config, write_instance_config
-from ibkr_assets.storage.dagster_sqlite import PooledSqliteEventLogStorage
+from ibkr_assets.storage.dagster_sqlite import (
+    DagsterInternalsChanged,
+    PooledSqliteEventLogStorage,
+    check_dagster_internals,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-11")
@@ -38,7 +42,7 @@ def doubled_is_even(doubled: dict[str, int]) -> dg.AssetCheckResult:
 
 
 def _instance(home: Path) -> dg.DagsterInstance:
-    write_instance_config(home)
+    write_instance_config(home, "pooled")
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -55,11 +59,36 @@ def _materialize_range(instance: dg.DagsterInstance, first: str, last: str, *che
 
 
 def test_repository_dagster_yaml_is_the_embedded_instance_config():
-    text = (REPO / "dagster.yaml").read_text()
-    repository = yaml.safe_load(text)
+    """Dagster's own storage by default, in the layout the pooled event log also uses."""
+    repository = yaml.safe_load((REPO / "dagster.yaml").read_text())
     expected = instance_config(".dagster_home/storage")
-    for section in ("run_storage", "event_log_storage", "schedule_storage"):
-        assert repository[section] == expected[section], section
+    assert (
+        repository["storage"]
+        == expected["storage"]
+        == {"sqlite": {"base_dir": ".dagster_home/storage"}}
+    )
+    pooled = instance_config(".dagster_home/storage", "pooled")
+    assert pooled["event_log_storage"]["class"] == "PooledSqliteEventLogStorage"
+    assert pooled["event_log_storage"]["config"] == {
+        "base_dir": ".dagster_home/storage/history/runs"
+    }
+
+
+def test_the_pooled_event_log_refuses_a_dagster_whose_internals_it_was_not_checked_with(
+    monkeypatch,
+):
+    """Fails loudly on this Dagster if an internal it relies on changed, and refuses another
+    series outright, naming the way out."""
+    check_dagster_internals()  # the installed Dagster: every relied-on internal is as expected
+    with pytest.raises(DagsterInternalsChanged, match=r"Dagster 1\.99\.0 is installed: use"):
+        check_dagster_internals("1.99.0")
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    monkeypatch.setattr(SqliteEventLogStorage, "_event_to_row", lambda self, event, extra: {})
+    with pytest.raises(
+        DagsterInternalsChanged, match="changed SqliteEventLogStorage._event_to_row"
+    ):
+        check_dagster_internals()
 
 
 def test_write_instance_config_keeps_an_existing_file(tmp_path):

@@ -42,6 +42,68 @@ from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
 from watchdog.observers import Observer
 
+# The Dagster series whose internals this module was checked against, and the internals it
+# overrides or calls with their parameters: ``check_dagster_internals`` refuses any other series,
+# or a changed internal, when the storage is created, instead of storing events wrongly.
+TESTED_DAGSTER_SERIES = "1.13"
+RELIED_ON: dict[tuple[type, str], list[str]] = {
+    (SqliteEventLogStorage, "__init__"): ["self", "base_dir", "inst_data"],
+    (SqliteEventLogStorage, "_connect"): ["self", "shard"],
+    (SqliteEventLogStorage, "_initdb"): ["self", "engine", "for_index_shard"],
+    (SqliteEventLogStorage, "conn_string_for_shard"): ["self", "shard_name"],
+    (SqliteEventLogStorage, "has_table"): ["self", "table_name"],
+    (SqliteEventLogStorage, "_has_asset_key_col_on_connection"): ["self", "conn", "column_name"],
+    (SqliteEventLogStorage, "store_event_batch"): ["self", "events"],
+    (SqliteEventLogStorage, "store_event"): ["self", "event"],
+    (SqliteEventLogStorage, "_event_to_row"): ["self", "event"],
+    (SqliteEventLogStorage, "run_connection"): ["self", "run_id"],
+    (SqliteEventLogStorage, "index_connection"): ["self"],
+    (SqliteEventLogStorage, "_store_asset_event_tags"): ["self", "conn", "events", "event_ids"],
+    (SqliteEventLogStorage, "_store_asset_event"): ["self", "conn", "event", "event_id"],
+    (SqliteEventLogStorage, "watch"): ["self", "run_id", "cursor", "callback"],
+    (SqliteEventLogStorageWatchdog, "__init__"): [
+        "self",
+        "event_log_storage",
+        "run_id",
+        "callback",
+        "cursor",
+        "kwargs",
+    ],  # fmt: skip
+    (SqliteEventLogStorageWatchdog, "_process_log"): ["self"],
+}
+
+
+class DagsterInternalsChanged(RuntimeError):
+    """The installed Dagster is not the one ``PooledSqliteEventLogStorage`` was checked with."""
+
+
+def check_dagster_internals(version: str | None = None) -> None:
+    """Raise ``DagsterInternalsChanged`` unless Dagster ``version`` (the installed one by
+    default) is the tested series and every internal this module relies on is unchanged."""
+    import inspect
+
+    import dagster
+
+    version = version or dagster.__version__
+    way_out = (
+        "use Dagster's own SQLite storage instead (the repository's dagster.yaml, or "
+        "IBKR_ASSETS_DAGSTER_EVENT_LOG=dagster for the ibkr-assets command)"
+    )
+    if not version.startswith(TESTED_DAGSTER_SERIES + "."):
+        raise DagsterInternalsChanged(
+            f"PooledSqliteEventLogStorage was checked against Dagster {TESTED_DAGSTER_SERIES}.x "
+            f"internals, and Dagster {version} is installed: {way_out}"
+        )
+    for (owner, name), expected in RELIED_ON.items():
+        member = getattr(owner, name, None)
+        found = None if member is None else list(inspect.signature(member).parameters)
+        if found != expected:
+            raise DagsterInternalsChanged(
+                f"Dagster {version} changed {owner.__name__}.{name} (parameters {found}, "
+                f"expected {expected}): {way_out}"
+            )
+
+
 MAX_OPEN_DATABASES = 8  # the index plus the runs being written; older ones are closed
 # Asset events whose storage is rows plus the asset table's latest values (no check or run state)
 BULK_EVENT_TYPES = frozenset(
@@ -70,6 +132,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        check_dagster_internals()
         # Set before Dagster's __init__, which may already connect (to create the index).
         self._pool_lock = threading.RLock()
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
