@@ -5,9 +5,10 @@ ending on a fixed day (2025-06-30), so runs are comparable; ``--scale 2`` double
 runs one strategy ``bench`` of these symbols with the strategy defaults (sample bars, the rules
 analyst, the paper broker) on the embedded default deployment: SQLite, the local
 object store and a SQLite MLflow store. Each measurement gets its own fresh temporary
-``IBKR_ASSETS_HOME`` and ``DAGSTER_HOME`` (with the ``dagster.yaml`` that ``ibkr-assets`` writes,
-the repository's instance configuration); configuration inherited from
-the calling environment is dropped, so the defaults apply.
+``IBKR_ASSETS_HOME`` and ``DAGSTER_HOME`` (with the ``dagster.yaml`` that ``ibkr-assets`` writes
+with ``IBKR_ASSETS_DAGSTER_EVENT_LOG=pooled``, and once more with Dagster's own SQLite storage, the
+default, side by side); configuration inherited from the calling environment is dropped, so the
+other defaults apply.
 
 - (a) single run: one Python process builds the definitions and calls ``run_workflow`` for the
   range (one run over every ``date|symbol`` partition, then one portfolio run), then exits as
@@ -152,8 +153,9 @@ def _sessions(days: int) -> list[dt.date]:
     return sessions
 
 
-def _environment(folder: Path, first_day: dt.date) -> dict[str, str]:
-    """This process's environment without the project's settings, pointed at ``folder``."""
+def _environment(folder: Path, first_day: dt.date, event_log: str = "pooled") -> dict[str, str]:
+    """This process's environment without the project's settings, pointed at ``folder``, with
+    the embedded deployment's Dagster instance on ``event_log`` (see ``instance_config``)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -161,7 +163,7 @@ def _environment(folder: Path, first_day: dt.date) -> dict[str, str]:
         and not k.startswith(("IBKR_ASSETS_", "MLFLOW_", "DAGSTER_"))
         and k != "PYTHONPATH"
     }
-    write_instance_config(folder / "dagster")  # the embedded deployment's instance
+    write_instance_config(folder / "dagster", event_log)
     strategies = folder / "strategies.yaml"
     strategies.write_text(
         json.dumps({"strategies": [{"id": "bench", "symbols": SYMBOLS}]})  # JSON is YAML
@@ -209,11 +211,14 @@ def _sample(items: list[str], k: int) -> list[str]:
 
 
 def _single_run(
-    warmup_day: dt.date, sessions: list[dt.date], extra_env: dict[str, str] | None = None
+    warmup_day: dt.date,
+    sessions: list[dt.date],
+    extra_env: dict[str, str] | None = None,
+    event_log: str = "pooled",
 ) -> tuple[float, float, dict]:
     with tempfile.TemporaryDirectory(prefix="workflow-bench-") as name:
         folder = Path(name)
-        env = {**_environment(folder, warmup_day), **(extra_env or {})}
+        env = {**_environment(folder, warmup_day, event_log), **(extra_env or {})}
         _log(f"(a) warm-up: first run of a fresh deployment, {SYMBOLS[0]} {warmup_day}")
         first, _ = _python(_ONE_PARTITION, [f"{warmup_day}|{SYMBOLS[0]}"], env, folder)
         _log(f"(a) single run over {len(SYMBOLS)} symbols x {sessions[0]} .. {sessions[-1]}")
@@ -298,6 +303,8 @@ def run(scale: float) -> list[dict]:
     per_times, per_reports = _per_partition(warmup_day, sample)
     _log("(a) again, with one planned event per asset instead of one per partition")
     subset_seconds, _, _ = _single_run(warmup_day, sessions, {PLANNED_SUBSET_ENV: "true"})
+    _log("(a) again, on Dagster's own SQLite event log (the default configuration)")
+    own_seconds, _, _ = _single_run(warmup_day, sessions, event_log="dagster")
 
     size = f"{len(SYMBOLS)} symbols x {len(sessions)} sessions"
     single = single_seconds / partitions
@@ -352,6 +359,13 @@ def run(scale: float) -> list[dict]:
             f"a failed run failed), wall {subset_seconds:.1f} s; / chart floor "
             f"{subset_seconds / floor_seconds:.2f}x",
             subset_seconds / partitions,
+            "s/partition",
+        ),
+        _row(
+            f"(a) on Dagster's own SQLite storage (the default; (a) above uses the pooled event "
+            f"log, IBKR_ASSETS_DAGSTER_EVENT_LOG=pooled), wall {own_seconds:.1f} s; / chart floor "
+            f"{own_seconds / floor_seconds:.2f}x",
+            own_seconds / partitions,
             "s/partition",
         ),
         _row(
