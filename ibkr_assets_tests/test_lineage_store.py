@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.sources.base import BarSource, SourceUnavailableError, UnknownSymbolError
 from ibkr_assets.sources.postgres_table import StockDataTableSource
+from ibkr_assets.storage import ddl
 from ibkr_assets.storage.engines import engine_for
 from ibkr_assets.storage.lineage_store import LineageStore, LineageStoreError
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
@@ -343,18 +344,27 @@ def test_sql_folder_creates_exactly_the_tables_the_code_defines(
     postgres_url: str, schemas: list[str]
 ) -> None:
     """Every table of the shared metadata is in sql/, and sql/ holds no table the code lacks."""
-    import ibkr_assets.monitoring.run_failures
-    import ibkr_assets.storage.order_records
-    import ibkr_assets.storage.trading_tables
-    import ibkr_assets.storage.verification_runs
-    import ibkr_assets.symbols  # noqa: F401 - importing registers the tables
-
     files = sorted(p.name for p in SQL_DIR.glob("*.sql") if "sample" not in p.name)
     sql_shape, metadata_shape = ddl_shapes(
         postgres_url, schemas, files, list(metadata.sorted_tables)
     )
     assert set(sql_shape) == set(metadata.tables)
     assert sql_shape == metadata_shape
+
+
+def test_sql_files_are_generated_from_the_tables() -> None:
+    """The checked-in sql/ is what ``python -m ibkr_assets.storage.ddl`` writes now."""
+    stale = [name for name in ddl.FILES if (SQL_DIR / name).read_text() != ddl.file_text(name)]
+    assert not stale, f"stale: {stale}; run python -m ibkr_assets.storage.ddl"
+    generated = set(ddl.FILES)
+    by_hand = {p.name for p in SQL_DIR.glob("*.sql")} - generated
+    assert by_hand == {"003_sample_stock_data.sql"}  # data, not schema
+
+
+def test_ddl_command_writes_every_file(tmp_path: Path) -> None:
+    assert ddl.main([str(tmp_path)]) == 0
+    for name in ddl.FILES:
+        assert (tmp_path / name).read_text() == (SQL_DIR / name).read_text()
 
 
 def test_schema_comparison_notices_a_column_added_to_one_side(

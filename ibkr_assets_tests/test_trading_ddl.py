@@ -1,4 +1,4 @@
-"""sql/004_trading.sql against trading_tables.py, compared on PostgreSQL after both are applied."""
+"""sql/004 and 005 against the trading tables, compared on PostgreSQL after both are applied."""
 
 from __future__ import annotations
 
