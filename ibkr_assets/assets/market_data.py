@@ -8,6 +8,7 @@ import dagster as dg
 
 from ibkr_assets.assets.defaults import workflow_asset
 from ibkr_assets.assets.quality_checks import quality_check_results, quality_check_specs
+from ibkr_assets.assets.step import Step
 from ibkr_assets.domain.bars import BarFormatError, empty_bars, window_ending
 from ibkr_assets.domain.calendar import is_session, sessions_between
 from ibkr_assets.domain.market_data import MarketDataWindow
@@ -16,9 +17,8 @@ from ibkr_assets.errors import describe_exception
 from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
-from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.sources.base import (
-    BarSource,
     EmptyWindowError,
     MarketDataError,
     SourceUnavailableError,
@@ -44,8 +44,42 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
         broken file) is ``blocked`` with the cause, and the rest of the range goes on; a source
         that cannot be reached at all fails the step.
         """
-        source = market_data_source.source_for(strategy)
-        output = _materialize(context, source, strategy, object_store, lineage)
+        step = Step.open(context, strategy.id, "market_data", object_store, lineage)
+        lookback, calendar = strategy.market_data.lookback_bars, strategy.schedule.calendar
+        source = PrefetchedSource(
+            market_data_source.source_for(strategy), step.keys, lookback, calendar
+        )
+        failures: dict[str, str] = {}
+
+        def one(key: str) -> MarketDataWindow | Skipped | None:
+            day_text, symbol = split_key(key)
+            day = dt.date.fromisoformat(day_text)
+            request = {"symbol": symbol, "date": day_text, "source": source.name, "bars": lookback,
+                       "fetched_once_for_range": symbol in source.histories}  # fmt: skip
+            started = time.perf_counter()
+            try:
+                window = _fetch(source, symbol, day, lookback, calendar)
+            except SourceUnavailableError as exc:  # the whole source is down: the step fails
+                failures[key] = str(exc)
+                step.record_error(key, request, describe_exception(exc), duration_ms=_ms(started))
+                return None
+            except (MarketDataError, BarFormatError) as exc:  # this symbol's data: its partition
+                why = describe_exception(exc)
+                blocked = Skipped(symbol, day, "blocked", f"source: {why}")
+                step.record(key, blocked, status="error", input_data=request, error=why,
+                            duration_ms=_ms(started))  # fmt: skip
+                return blocked
+            _record(step, key, window, request, started)
+            return window
+
+        windows = step.each(one)
+        if failures:
+            lines = "\n".join(f"- {k}: {msg}" for k, msg in failures.items())
+            raise dg.Failure(
+                description=f"market_data failed for {len(failures)} partition(s):\n{lines}",
+                metadata={"failed_partitions": dg.MetadataValue.json(failures)},
+            )
+        output = dg.Output(windows, metadata=_metadata(windows))
         yield output
         yield from quality_check_results(
             context, output.value, strategy, market_data_source.max_stale_sessions, lineage
@@ -54,69 +88,14 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
     return market_data
 
 
-def _materialize(
-    context: dg.AssetExecutionContext,
-    bar_source: BarSource,
-    strategy: StrategyConfig,
-    object_store: ObjectStoreResource,
-    lineage: LineageResource,
-) -> dg.Output[dict[str, MarketDataWindow]]:
-    strategy_id = strategy.id
-    lookback, calendar = strategy.market_data.lookback_bars, strategy.schedule.calendar
-    source = PrefetchedSource(bar_source, context.partition_keys, lookback, calendar)
-    recorder = lineage.recorder(context, "market_data", strategy_id)
-    windows: dict[str, MarketDataWindow | Skipped] = {}
-    failures: dict[str, str] = {}
-    for key in context.partition_keys:
-        day_text, symbol = split_key(key)
-        day = dt.date.fromisoformat(day_text)
-        request = {
-            "symbol": symbol,
-            "date": day_text,
-            "source": source.name,
-            "bars": lookback,
-            "fetched_once_for_range": symbol in source.histories,
-        }
-        started = time.perf_counter()
-        try:
-            window = _fetch(source, symbol, day, lookback, calendar)
-        except SourceUnavailableError as exc:  # the whole source is down: the step fails
-            failures[key] = str(exc)
-            recorder.add(key, status="error", input_data=request, output_data={},
-                         error=describe_exception(exc), duration_ms=_ms(started))  # fmt: skip
-            continue
-        except (MarketDataError, BarFormatError) as exc:  # this symbol's data: its partition
-            windows[key] = Skipped(symbol, day, "blocked", f"source: {describe_exception(exc)}")
-            ref = object_ref(object_store, strategy_id, "market_data", key, windows[key])
-            recorder.add(key, status="error", input_data=request, output_data={"object": ref},
-                         error=describe_exception(exc), duration_ms=_ms(started))  # fmt: skip
-            continue
-        ref = object_ref(object_store, strategy_id, "market_data", key, window)
-        summary = window.summary()
-        recorder.add(
-            key,
-            status="success" if window.is_tradable else "market_closed",
-            input_data=request,
-            output_data={**summary, "object": ref},
-            metadata={"synthetic": window.synthetic},
-            duration_ms=_ms(started),
-        )
-        recorder.add_artifact(
-            key,
-            name=f"{symbol} Market Data {day_text}",
-            type="market_data",
-            uri=ref["uri"],
-            sha256=ref["sha256"],
-            metadata=summary,
-        )
-        windows[key] = window
-    if failures:
-        lines = "\n".join(f"- {k}: {msg}" for k, msg in failures.items())
-        raise dg.Failure(
-            description=f"market_data failed for {len(failures)} partition(s):\n{lines}",
-            metadata={"failed_partitions": dg.MetadataValue.json(failures)},
-        )
-    return dg.Output(windows, metadata=_metadata(windows))
+def _record(step: Step, key: str, window: MarketDataWindow, request: dict, started: float):
+    ref = step.ref(key, window)
+    summary = window.summary()
+    step.record(key, window, status="success" if window.is_tradable else "market_closed",
+                input_data=request, output_data=summary, ref=ref,
+                metadata={"synthetic": window.synthetic}, duration_ms=_ms(started))  # fmt: skip
+    step.artifact(key, ref, name=f"{request['symbol']} Market Data {request['date']}",
+                  type="market_data", metadata=summary)  # fmt: skip
 
 
 class PrefetchedSource:
