@@ -14,6 +14,7 @@ from collections import Counter
 import dagster as dg
 
 from ibkr_assets.assets.defaults import workflow_multi_asset
+from ibkr_assets.assets.step import Step
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.chart_image import ChartImage
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -23,7 +24,7 @@ from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.charts import ChartsResource
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
-from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.strategies.config import StrategyConfig
 
 TIMEFRAMES = ("daily", "weekly")
@@ -56,26 +57,26 @@ def build_charts(strategy: StrategyConfig) -> dg.AssetsDefinition:
         lineage: LineageResource,
         mlflow: MlflowResource,
     ):
-        return _materialize(context, indicators, charts, object_store, lineage, mlflow, strategy)
+        book = _ChartBook(context, strategy.id, object_store, lineage, mlflow)
+        return _draw(book, indicators, charts, strategy.indicator_columns)
 
     return charts
 
 
-def _materialize(context, indicators, charts, object_store, lineage, mlflow, strategy):
+def _draw(book: "_ChartBook", indicators: dict, charts: ChartsResource, wanted: list[str]):
+    """Record every partition's charts (skipped ones first), yielding each timeframe's output
+    as soon as its last chart is recorded."""
     from ibkr_assets.charts.render import ChartSpec, render_each
 
-    book = _ChartBook(context, strategy.id, object_store, lineage, mlflow)
-    for key in context.partition_keys:
+    keys = book.context.partition_keys
+    for key in keys:
         if not indicators[key].is_tradable:
             for timeframe in TIMEFRAMES:
                 book.record(key, timeframe, Skipped.upstream(indicators[key]), indicators[key])
     # Every daily chart first, so the daily output is handed to Dagster (events, manifest,
     # lineage rows) while the pool still draws the weekly charts.
     todo = [
-        (key, timeframe)
-        for timeframe in TIMEFRAMES
-        for key in context.partition_keys
-        if indicators[key].is_tradable
+        (key, timeframe) for timeframe in TIMEFRAMES for key in keys if indicators[key].is_tradable
     ]
     left = Counter(timeframe for _, timeframe in todo)
 
@@ -89,7 +90,7 @@ def _materialize(context, indicators, charts, object_store, lineage, mlflow, str
             width_px=charts.width_px,
             height_px=charts.height_px,
         )
-        return _frame_for(timeframe, ind, strategy.indicator_columns), spec
+        return _frame_for(timeframe, ind, wanted), spec
 
     # Lazily: the pool draws the first charts while the weekly frames of the others are built.
     jobs = (job(key, timeframe) for key, timeframe in todo)
@@ -114,12 +115,17 @@ class _ChartBook:
     """Each chart's object reference, MLflow artifact and lineage row, per timeframe."""
 
     def __init__(self, context, strategy_id, object_store, lineage, mlflow) -> None:
-        self.context, self.sid, self.object_store = context, strategy_id, object_store
-        self.tracker = mlflow.get_tracker()
-        self.recorders = {
-            tf: lineage.recorder(
-                context, f"{tf}_chart", strategy_id, dg.AssetKey([strategy_id, f"{tf}_chart"])
-            )
+        self.context, self.sid = context, strategy_id
+        self.steps = {
+            tf: Step.open(
+                context,
+                strategy_id,
+                f"{tf}_chart",
+                object_store,
+                lineage,
+                mlflow,
+                asset_key=dg.AssetKey([strategy_id, f"{tf}_chart"]),
+            )  # fmt: skip
             for tf in TIMEFRAMES
         }
         self.values: dict[str, dict[str, ChartImage | Skipped]] = {tf: {} for tf in TIMEFRAMES}
@@ -127,49 +133,38 @@ class _ChartBook:
 
     def prepare_runs(self, partitions: dict[str, str]) -> None:
         """The MLflow runs of ``{partition_key: symbol}``, created at once (see ``record``)."""
-        self.tracker.runs_for_partitions(
+        daily = self.steps["daily"]
+        daily.tracker.runs_for_partitions(
             strategy_id=self.sid,
             partitions=partitions,
-            execution_id=self.recorders["daily"].base["execution_id"],
+            execution_id=daily.recorder.base["execution_id"],
             dagster_run_id=self.context.run.run_id,
         )
 
     def record(self, key: str, timeframe: str, value, ind: IndicatorSet) -> None:
-        name, recorder, tracker = f"{timeframe}_chart", self.recorders[timeframe], self.tracker
+        step = self.steps[timeframe]
         self.values[timeframe][key] = value
-        ref = self.refs[timeframe][key] = object_ref(self.object_store, self.sid, name, key, value)
-        output = {**value.summary(), "object": ref}
+        ref = self.refs[timeframe][key] = step.ref(key, value)
+        links = {}
         if isinstance(value, ChartImage):
-            run_id = tracker.run_for_partition(
-                strategy_id=self.sid,
-                symbol=value.symbol,
-                partition_key=key,
-                execution_id=recorder.base["execution_id"],
-                dagster_run_id=self.context.run.run_id,
-            )
-            tracker.log_bytes(run_id, f"{name}.png", value.png)
-            output["mlflow_run_id"] = run_id
-            recorder.add_artifact(
+            run_id = links["mlflow_run_id"] = step.mlflow_run(key, value.symbol)
+            step.tracker.log_bytes(run_id, f"{step.name}.png", value.png)
+            step.artifact(
                 key,
+                ref,
                 name=f"{value.symbol} {timeframe.capitalize()} Chart {value.as_of}",
                 type="chart",
                 image_path=ref["uri"],
-                uri=ref["uri"],
-                sha256=ref["sha256"],
                 chart_data={
                     "indicators": value.indicators,
                     "timeframe": timeframe,
                     "bars_count": value.bars_count,
                 },
-                mlflow_run_id=run_id,
-                mlflow_experiment_id=tracker.experiment_id(self.sid, value.symbol),
+                **step.mlflow_fields(run_id, value.symbol),
             )
-        recorder.add(
-            key,
-            status="success" if isinstance(value, ChartImage) else value.status,
-            input_data={"indicators": ind.summary()},
-            output_data=output,
-        )
+        step.record(key, value, status="success" if isinstance(value, ChartImage) else value.status,
+                    input_data={"indicators": ind.summary()}, output_data=value.summary(),
+                    links=links, ref=ref)  # fmt: skip
 
     def output(self, timeframe: str) -> dg.Output:
         """The timeframe's values in partition order, with their metadata (the IO manager writes
