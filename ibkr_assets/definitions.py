@@ -7,6 +7,7 @@ import dagster as dg
 
 from ibkr_assets.assets import build_strategy_assets
 from ibkr_assets.jobs import build_jobs
+from ibkr_assets.openlineage.sensor import build_openlineage_sensor
 from ibkr_assets.resources import build_resources
 from ibkr_assets.schedules import after_close_schedule
 from ibkr_assets.sensors import (
@@ -42,6 +43,7 @@ def build_definitions() -> dg.Definitions:
             build_order_tracking_sensor(strategies),
             run_failure_sensor,
             build_portfolio_automation_sensor(strategies),
+            build_openlineage_sensor(settings.openlineage_namespace),
         ],
         resources=build_resources(settings),
         jobs=[verify_job],

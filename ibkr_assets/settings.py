@@ -53,6 +53,7 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_VIEWER_URL": "viewer_url",
     "IBKR_ASSETS_DAGSTER_URL": "dagster_url",
     "IBKR_ASSETS_DAGSTER_EVENT_LOG": "dagster_event_log",
+    "IBKR_ASSETS_OPENLINEAGE_NAMESPACE": "openlineage_namespace",
 }
 SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri", "viewer_token"}
 
@@ -96,6 +97,7 @@ class Settings(BaseModel):
     viewer_token: SecretStr | None = None  # never logged, echoed or returned
     viewer_url: str | None = None  # where ``ibkr-assets serve`` is reached, for links to it
     dagster_url: str | None = None  # the Dagster UI, for links to runs
+    openlineage_namespace: str = Field(default="ibkr_assets", min_length=1)  # OpenLineage jobs
     # The event log of a DAGSTER_HOME the ibkr-assets command creates (dagster_home.py).
     dagster_event_log: Literal["dagster", "pooled"] = "dagster"
 
