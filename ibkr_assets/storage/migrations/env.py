@@ -2,7 +2,7 @@
 
 ``storage.schema.ensure_schema`` passes its connection (already holding the schema lock) in
 ``config.attributes["connection"]``. Without one (``alembic`` run by hand with this folder as its
-script location), the URL comes from ``sqlalchemy.url`` or the deployment's settings (``IBKR_ASSETS_DATABASE_URL``).
+script location), the URL comes from ``sqlalchemy.url``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ def _configure(connection: sa.Connection) -> None:
 
 
 def _url() -> str:
-    from ibkr_assets.settings import load_settings
-
-    return context.config.get_main_option("sqlalchemy.url") or load_settings().lineage_url
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("set sqlalchemy.url to the database to migrate")
+    return url
 
 
 def run() -> None:
