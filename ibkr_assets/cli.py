@@ -151,14 +151,15 @@ def _print_outcomes(outcomes) -> None:
 def _lineage_rows(settings, run_ids: list[str]) -> list[dict] | None:
     """The lineage rows of these runs, or None (and a one-line reason) when they cannot be read."""
     from ibkr_assets.errors import describe_exception
-    from ibkr_assets.storage.lineage_store import LineageStore, safe_url
+    from ibkr_assets.redaction import redact_text
+    from ibkr_assets.storage.lineage_store import LineageStore
 
     try:
         store = LineageStore(settings.lineage_url)
         return [r for run_id in run_ids for r in store.lineage_rows(execution_id=run_id)]
     except Exception as exc:  # the database may be down: say so, in one line
         print(
-            f"\nLineage rows not readable from {safe_url(settings.lineage_url)}: "
+            f"\nLineage rows not readable from {redact_text(settings.lineage_url)}: "
             f"{describe_exception(exc)}"
         )
         return None
@@ -314,8 +315,8 @@ def _materializations(instance, token: str) -> int:
 def _print_summary(settings, outcomes) -> int:
     """Counts, failures by cause, signals, orders and the last portfolio; returns the number
     of failed partitions (per-symbol and portfolio dates)."""
+    from ibkr_assets.redaction import redact_text
     from ibkr_assets.runs import failed_partitions
-    from ibkr_assets.storage.lineage_store import safe_url
 
     run_ids = [o.run_id for o in outcomes]
     rows = _lineage_rows(settings, run_ids) or []
@@ -349,7 +350,7 @@ def _print_summary(settings, outcomes) -> int:
                 settings.lineage_url, strategy_id, [r["partition_key"] for r in snaps]
             )
     print(
-        f"Lineage: {safe_url(settings.lineage_url)} (workflow_lineage, artifacts; execution ids {', '.join(run_ids)})"
+        f"Lineage: {redact_text(settings.lineage_url)} (workflow_lineage, artifacts; execution ids {', '.join(run_ids)})"
     )
     return failures
 
@@ -469,7 +470,7 @@ def _print_results(settings, strategy, rows: list[dict], failed: dict[str, list[
 
 
 def _print_locations(settings) -> None:
-    from ibkr_assets.storage.lineage_store import safe_url
+    from ibkr_assets.redaction import redact_text
 
     where = (
         settings.object_root_path
@@ -480,12 +481,12 @@ def _print_locations(settings) -> None:
         "\nObjects (trading-data/{strategy}/{symbol}/..., "
         f"ml-experiments/{{strategy}}/trading_workflow_{{symbol}}/...): {where}"
     )
-    print(f"Lineage database: {safe_url(settings.lineage_url)}")
+    print(f"Lineage database: {redact_text(settings.lineage_url)}")
     print(
-        f"MLflow tracking store: {safe_url(settings.tracking_uri)}  "
+        f"MLflow tracking store: {redact_text(settings.tracking_uri)}  "
         "(experiments {strategy}/trading_workflow_{symbol})"
     )
-    print(f"  open it with: mlflow ui --backend-store-uri {safe_url(settings.tracking_uri)}")
+    print(f"  open it with: mlflow ui --backend-store-uri {redact_text(settings.tracking_uri)}")
     home = os.environ.get("DAGSTER_HOME", ".")
     print(
         f"Browse runs, partitions and the lineage graph: DAGSTER_HOME={home} dagster dev"

@@ -18,13 +18,13 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+from ibkr_assets.redaction import redact_text
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.tracking.mlflow_tracker import (
     MlflowTracker,
     TrackingError,
     _sqlite_store_setup,
     quote_filter_value,
-    redact_uri,
     sqlite_database,
 )
 
@@ -320,9 +320,9 @@ def test_unusable_store_gives_tracking_error(tmp_path: Path) -> None:
         broken.experiment_id("momentum", "AAPL")
 
 
-def test_redact_uri() -> None:
-    assert redact_uri("postgresql://u:pw@db:5432/mlflow") == "postgresql://u:***@db:5432/mlflow"
-    assert redact_uri("sqlite:///x/mlflow.db") == "sqlite:///x/mlflow.db"
+def test_tracking_uris_are_shown_without_their_password() -> None:
+    assert redact_text("postgresql://u:pw@db:5432/mlflow") == "postgresql://u:***@db:5432/mlflow"
+    assert redact_text("sqlite:///x/mlflow.db") == "sqlite:///x/mlflow.db"
     assert "pw" not in repr(MlflowTracker("http://u:pw@host"))
 
 

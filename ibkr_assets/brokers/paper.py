@@ -51,8 +51,8 @@ from ibkr_assets.domain.portfolio import (
     apply_fill,
     snapshots_by_date,
 )
+from ibkr_assets.redaction import redact_text
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.trading_tables import (
     create_trading_schema,
     fill_from_row,
@@ -93,7 +93,7 @@ class PaperBroker:
             )
         if not account or len(account) > 100:
             raise ValueError("PaperBroker account must be 1-100 characters")
-        self._url = safe_url(database_url)
+        self._url = redact_text(database_url)
         self._engine = engine_for(database_url)
         self._dialect = self._engine.dialect.name
         if self._dialect not in ("postgresql", "sqlite"):

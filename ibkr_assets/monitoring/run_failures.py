@@ -26,8 +26,8 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ibkr_assets.redaction import mask, redact_text
 from ibkr_assets.storage.engines import database_errors, engine_for, transaction
-from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.schema import ensure_schema
 from ibkr_assets.storage.tables import run_failures
 
@@ -44,7 +44,7 @@ class RunFailureStore:
     """Reads and writes ``run_failures`` (SQLite or PostgreSQL) through the shared engine."""
 
     def __init__(self, url: str) -> None:
-        self._safe_url = safe_url(url)
+        self._safe_url = redact_text(url)
         self.engine = engine_for(url)
 
     def __repr__(self) -> str:
@@ -193,10 +193,7 @@ def notify_webhook(url: str, payload: Mapping[str, Any], timeout_s: float = 5) -
         return str(exc.code)
     except OSError as exc:  # URLError, refused, timed out, TLS: the reason names no secret
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        message = f"error: {type(exc).__name__}: {reason}"
-        for secret in secrets:
-            message = message.replace(secret, "***")
-        return message[:300]
+        return mask(f"error: {type(exc).__name__}: {reason}", secrets)[:300]
     except Exception as exc:  # best-effort; such messages may quote the URL
         return f"error: {type(exc).__name__} (check the webhook URL)"
 

@@ -13,9 +13,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ibkr_assets.domain.bars import BAR_COLUMNS, normalize_bars
+from ibkr_assets.redaction import redact_text
 from ibkr_assets.sources.base import FetchGuard, SourceUnavailableError, UnknownSymbolError
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.tables import stock_data
 
 _UNDEFINED_TABLE = "42P01"  # PostgreSQL SQLSTATE
@@ -29,7 +29,7 @@ class StockDataTableSource:
 
     def __init__(self, url: str, guard: FetchGuard | None = None) -> None:
         self._guard = guard
-        self._safe_url = safe_url(url)
+        self._safe_url = redact_text(url)
         self._engine = engine_for(url)
 
     def __repr__(self) -> str:

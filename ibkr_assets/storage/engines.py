@@ -71,7 +71,7 @@ def _make_sqlite_folder(url: str) -> None:
 def transaction(engine: sa.Engine, error: type[Exception], what: str) -> Iterator[sa.Connection]:
     """One transaction; a database error becomes ``error(what: first line of the reason)``.
 
-    ``what`` must already hide any password (use ``lineage_store.safe_url``).
+    ``what`` must already hide any password (use ``redaction.redact_text``).
     """
     with database_errors(error, what), engine.begin() as conn:
         yield conn

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ibkr_assets.redaction import redact_text
 from ibkr_assets.storage.engines import database_errors, engine_for, transaction
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
 from ibkr_assets.storage.schema import ensure_schema
@@ -37,22 +38,15 @@ class LineageStoreError(RuntimeError):
     """The database refused or could not be reached; the message never shows a password."""
 
 
-def safe_url(url: str) -> str:
-    """``url`` with any password masked, for messages and logs."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparseable database URL>"
-
-
 class LineageStore:
     """Reads and writes ``workflow_lineage`` and ``artifacts`` through the shared pooled engine."""
 
     def __init__(self, url: str) -> None:
         try:
-            self._safe_url = sa.make_url(url).render_as_string(hide_password=True)
+            sa.make_url(url)
         except sa.exc.ArgumentError:
             raise ValueError("LineageStore: the database URL cannot be parsed") from None
+        self._safe_url = redact_text(url)
         self._engine = engine_for(url)
         dialect = self._engine.dialect.name
         if dialect not in ("postgresql", "sqlite"):

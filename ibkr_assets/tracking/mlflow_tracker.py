@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ibkr_assets.redaction import mask, redact_text
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -91,7 +93,7 @@ class MlflowTracker:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"MlflowTracker({redact_uri(self.tracking_uri)!r})"
+        return f"MlflowTracker({redact_text(self.tracking_uri)!r})"
 
     @property
     def client(self) -> MlflowClient:
@@ -144,7 +146,7 @@ class MlflowTracker:
         if experiment.lifecycle_stage != "active":
             raise TrackingError(
                 f"MLflow experiment {name!r} is deleted: restore it or delete it permanently "
-                f"(mlflow gc) at {redact_uri(self.tracking_uri)}"
+                f"(mlflow gc) at {redact_text(self.tracking_uri)}"
             )
         with self._lock:
             self._experiments[name] = experiment.experiment_id
@@ -364,7 +366,7 @@ class MlflowTracker:
             if self.unreachable:
                 raise TrackingError(
                     f"{len(pending) - done} MLflow run(s) not ended: "
-                    f"{redact_uri(self.tracking_uri)} was unreachable"
+                    f"{redact_text(self.tracking_uri)} was unreachable"
                 )
             try:
                 self.finish(run_id, status)
@@ -384,7 +386,7 @@ class MlflowTracker:
         if self.unreachable:
             raise TrackingError(
                 f"MLflow runs of {dagster_run_id} not marked FAILED: "
-                f"{redact_uri(self.tracking_uri)} was unreachable"
+                f"{redact_text(self.tracking_uri)} was unreachable"
             )
         client = self.client
         with self._guard(f"finding the runs of Dagster run {dagster_run_id}"):
@@ -540,14 +542,14 @@ class MlflowTracker:
             self.unreachable = reason is not None
             if reason is not None:
                 raise TrackingError(
-                    f"MLflow server {redact_uri(self.tracking_uri)} is unavailable ({reason}) "
+                    f"MLflow server {redact_text(self.tracking_uri)} is unavailable ({reason}) "
                     f"while {action}; gave up after "
                     f"{1 + int(os.environ.get('MLFLOW_HTTP_REQUEST_MAX_RETRIES') or 7)} attempts "
                     "(MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)"
                 ) from None
-            message = _hide_password(f"{type(exc).__name__}: {exc}", self.tracking_uri)
+            message = mask(f"{type(exc).__name__}: {exc}", [urlsplit(self.tracking_uri).password])
             raise TrackingError(
-                f"MLflow {action} failed (tracking URI {redact_uri(self.tracking_uri)}): {message}"
+                f"MLflow {action} failed (tracking URI {redact_text(self.tracking_uri)}): {message}"
             ) from None
         self.unreachable = False
 
@@ -559,21 +561,6 @@ def quote_filter_value(value: str) -> str:
     if '"' not in value:
         return f'"{value}"'
     raise ValueError(f"{value!r} holds both quote characters and cannot be searched in MLflow")
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``."""
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _hide_password(text: str, uri: str) -> str:
-    password = urlsplit(uri).password
-    return text.replace(password, "***") if password else text
 
 
 def _artifact_path(artifact_path: str) -> PurePosixPath:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from ibkr_assets.redaction import redact_text
 from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.lineage_store import safe_url
 from ibkr_assets.storage.object_store import LocalObjectStore, ObjectStore
 from ibkr_assets.verification.checks import Discrepancy
 
@@ -26,7 +26,9 @@ def check_database(url: str) -> Discrepancy | None:
         with engine_for(url).connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
-        return Discrepancy("services", f"database {safe_url(url)}", f"unreachable: {reason(exc)}")
+        return Discrepancy(
+            "services", f"database {redact_text(url)}", f"unreachable: {reason(exc)}"
+        )
     return None
 
 
@@ -45,7 +47,7 @@ def check_object_store(store: ObjectStore) -> Discrepancy | None:
 
 def check_mlflow(tracking_uri: str) -> Discrepancy | None:
     """A server answers ``/health``; a database store answers a query; a folder exists."""
-    where = f"MLflow {safe_url(tracking_uri)}"
+    where = f"MLflow {redact_text(tracking_uri)}"
     try:
         if tracking_uri.startswith(("http://", "https://")):
             url = tracking_uri.rstrip("/") + "/health"
