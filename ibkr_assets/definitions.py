@@ -16,7 +16,8 @@ from ibkr_assets.sensors import (
     build_symbol_sensor,
     run_failure_sensor,
 )
-from ibkr_assets.settings import check_strategies, load_settings
+from ibkr_assets.settings import load_settings
+from ibkr_assets.strategies.checks import check_strategies
 from ibkr_assets.strategies.config import StrategyConfig, load_strategies
 from ibkr_assets.verification.job import verify_job, verify_nightly
 

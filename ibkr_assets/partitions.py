@@ -8,16 +8,17 @@ start date (``IBKR_ASSETS_START_DATE``); exchange holidays are partitions too an
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-DEFAULT_START_DATE = "2024-01-02"
+from ibkr_assets.settings import Settings, read_setting
+
+DEFAULT_START_DATE: str = Settings.model_fields["start_date"].default
 MAX_PARTITIONS = 100_000
 
 
 def start_date() -> str:
-    value = os.environ.get("IBKR_ASSETS_START_DATE", DEFAULT_START_DATE)
+    value = read_setting("start_date")
     try:
         dt.date.fromisoformat(value)
     except ValueError:

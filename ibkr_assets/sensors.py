@@ -1,7 +1,5 @@
 """Sensors: each strategy's symbol partitions, order tracking, run failures, portfolio upkeep."""
 
-import os
-
 import dagster as dg
 
 from ibkr_assets.brokers.base import Simulator
@@ -9,7 +7,7 @@ from ibkr_assets.monitoring.run_failures import build_run_failure_sensor
 from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.resources.market_data import MarketDataResource
-from ibkr_assets.settings import load_settings
+from ibkr_assets.settings import load_settings, read_setting
 from ibkr_assets.strategies.config import StrategyConfig, StrategyConfigError, current_strategy
 
 
@@ -112,7 +110,7 @@ def build_order_tracking_sensor(strategies: list[StrategyConfig]) -> dg.SensorDe
 
 run_failure_sensor = build_run_failure_sensor(
     database_url_getter=lambda: load_settings().lineage_url,
-    webhook_url_getter=lambda: os.environ.get("IBKR_ASSETS_ALERT_WEBHOOK_URL") or None,
+    webhook_url_getter=lambda: read_setting("alert_webhook_url"),
 )
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-
-from ibkr_assets.strategies.config import StrategyConfig
 
 # env var -> field name
 ENV_VARS: dict[str, str] = {
@@ -52,10 +50,16 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_VIEWER_TOKEN": "viewer_token",
     "IBKR_ASSETS_VIEWER_URL": "viewer_url",
     "IBKR_ASSETS_DAGSTER_URL": "dagster_url",
+    "IBKR_ASSETS_START_DATE": "start_date",
+    "IBKR_ASSETS_ALERT_WEBHOOK_URL": "alert_webhook_url",
+    "IBKR_ASSETS_KILL_SWITCH": "kill_switch",
+    "OPENAI_API_KEY": "openai_api_key",
     "IBKR_ASSETS_DAGSTER_EVENT_LOG": "dagster_event_log",
     "IBKR_ASSETS_OPENLINEAGE_NAMESPACE": "openlineage_namespace",
 }
 SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri", "viewer_token"}
+SECRET_FIELDS |= {"alert_webhook_url", "openai_api_key"}
+_ON = {"1", "true", "yes", "on"}  # what turns the kill switch on
 
 
 class ConfigError(ValueError):
@@ -97,9 +101,17 @@ class Settings(BaseModel):
     viewer_token: SecretStr | None = None  # never logged, echoed or returned
     viewer_url: str | None = None  # where ``ibkr-assets serve`` is reached, for links to it
     dagster_url: str | None = None  # the Dagster UI, for links to runs
+    start_date: str = "2024-01-02"  # the first date partition (``partitions.start_date`` checks it)
+    alert_webhook_url: str | None = None  # failed runs are posted here
+    kill_switch: str = ""  # 1/true/yes/on blocks new orders (read at call time: ``read_setting``)
+    openai_api_key: SecretStr | None = None  # read by the openai client itself; checked here
     openlineage_namespace: str = Field(default="ibkr_assets", min_length=1)  # OpenLineage jobs
     # The event log of a DAGSTER_HOME the ibkr-assets command creates (dagster_home.py).
     dagster_event_log: Literal["dagster", "pooled"] = "dagster"
+
+    @property
+    def kill_switch_on(self) -> bool:
+        return switched_on(self.kill_switch)
 
     @property
     def home_path(self) -> Path:
@@ -137,9 +149,35 @@ class Settings(BaseModel):
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    values = {field: env[var] for var, field in ENV_VARS.items() if env.get(var, "") != ""}
+    return _validated(
+        {field: env[var] for var, field in ENV_VARS.items() if env.get(var, "") != ""}
+    )
+
+
+def read_setting(field: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting read from the environment now and validated alone: for values read at call
+    time (a kill switch flipped while the process runs) and by modules that must not fail on
+    another variable's mistake."""
+    env = os.environ if environ is None else environ
+    var = next(v for v, f in ENV_VARS.items() if f == field)
+    return getattr(_validated({field: env[var]} if env.get(var, "") != "" else {}), field)
+
+
+def switched_on(value: str) -> bool:
+    """Whether a switch variable's value turns it on (1, true, yes or on, in any case)."""
+    return value.strip().lower() in _ON
+
+
+def is_set(var: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sets ``var`` (one of ``ENV_VARS``) to a non-empty value."""
+    if var not in ENV_VARS:
+        raise KeyError(f"{var} is not a setting (settings.ENV_VARS)")
+    return (os.environ if environ is None else environ).get(var, "") != ""
+
+
+def _validated(values: dict[str, str]) -> Settings:
     try:
-        settings = Settings(**values)
+        return Settings(**values)
     except ValidationError as exc:
         by_field = {f: v for v, f in ENV_VARS.items()}
         problems = []
@@ -148,36 +186,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             shown = "<hidden>" if field in SECRET_FIELDS else repr(values.get(field))
             problems.append(f"{by_field.get(field, field)}={shown}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
-    return settings
-
-
-def check_strategies(settings: Settings, strategies: list[StrategyConfig]) -> None:
-    """What the strategies ask of the deployment: an API key for OpenAI, limits for live trading."""
-    env_key = bool(os.environ.get("OPENAI_API_KEY"))
-    problems = []
-    for s in strategies:
-        if s.analyst.provider == "openai" and not env_key and not s.analyst.base_url:
-            problems.append(
-                f"strategy {s.id!r} uses the openai analyst: set OPENAI_API_KEY (or analyst.base_url "
-                "for a local OpenAI-compatible server)"
-            )
-        if (
-            settings.live_trading == "yes"
-            and s.broker.kind == "ibkr"
-            and s.risk.max_position is None
-        ):
-            problems.append(
-                f"IBKR_ASSETS_LIVE_TRADING='yes': strategy {s.id!r} trades through IBKR and needs "
-                "risk.max_position (shares) as a pre-trade limit"
-            )
-    ibkr = [s.id for s in strategies if s.broker.kind == "ibkr"]
-    if len(ibkr) > 1:
-        problems.append(
-            f"strategies {', '.join(map(repr, ibkr))} all use broker.kind: ibkr; one IB account "
-            "has one set of positions, so only one strategy may trade through IBKR (give the "
-            "others broker.kind: paper)"
-        )
-    if settings.live_trading == "yes" and not ibkr:
-        problems.append("IBKR_ASSETS_LIVE_TRADING='yes' needs a strategy with broker.kind: ibkr")
-    if problems:
-        raise ConfigError("invalid configuration: " + "; ".join(problems))

@@ -16,8 +16,9 @@ from mlflow import MlflowClient
 from ibkr_assets.definitions import build_definitions
 from ibkr_assets.partitions import symbols_partition_name
 from ibkr_assets.runs import run_workflow
-from ibkr_assets.settings import ConfigError, check_strategies, load_settings
+from ibkr_assets.settings import ConfigError, load_settings
 from ibkr_assets.storage.lineage_store import LineageStore
+from ibkr_assets.strategies.checks import check_strategies
 from ibkr_assets.strategies.config import StrategyConfig, load_strategies
 
 STRATEGIES = {

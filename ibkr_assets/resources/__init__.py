@@ -20,12 +20,12 @@ from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource
-from ibkr_assets.settings import Settings
+from ibkr_assets.settings import Settings, is_set
 
 
 def _secret(var: str, value: str | None) -> str | dg.EnvVar | None:
     """Pass a value that may hold a password as ``EnvVar`` so Dagster never displays it."""
-    return dg.EnvVar(var) if os.environ.get(var) else value
+    return dg.EnvVar(var) if is_set(var) else value
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

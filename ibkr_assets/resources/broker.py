@@ -7,7 +7,6 @@ to the paper simulator whatever broker is configured, and is labelled ``backtest
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +15,7 @@ from pydantic import PrivateAttr
 from ibkr_assets.brokers.base import Broker, Connected
 from ibkr_assets.domain.calendar import DEFAULT_CALENDAR, last_closed_session
 from ibkr_assets.domain.commissions import CommissionModel
+from ibkr_assets.settings import read_setting, switched_on
 from ibkr_assets.storage.book_lock import book_lock
 from ibkr_assets.strategies.config import StrategyConfig
 
@@ -57,12 +57,7 @@ class BrokerResource(dg.ConfigurableResource):
     def kill_switch(self) -> str | None:
         """Why new orders are blocked right now, or None. Read at call time, so flipping the
         variable or creating the file takes effect on the next order without a restart."""
-        if os.environ.get("IBKR_ASSETS_KILL_SWITCH", "").strip().lower() in {
-            "1",
-            "true",
-            "yes",
-            "on",
-        }:
+        if switched_on(read_setting("kill_switch")):
             return "IBKR_ASSETS_KILL_SWITCH is set"
         if Path(self.kill_switch_file).exists():
             return f"kill-switch file {self.kill_switch_file} exists"

@@ -9,7 +9,6 @@ field. Secrets never live in this file: API keys and passwords come only from th
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -33,6 +32,7 @@ from ibkr_assets.analysis.prompts import TemplateNotFoundError, load_template
 from ibkr_assets.domain.indicators import INDICATOR_COLUMNS
 from ibkr_assets.domain.signal import SignalRules
 from ibkr_assets.domain.sizing import RiskLimits
+from ibkr_assets.settings import read_setting
 
 STRATEGIES_FILE_ENV = "IBKR_ASSETS_STRATEGIES_FILE"
 DEFAULT_STRATEGIES_FILE = "default_strategies.yaml"
@@ -341,8 +341,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _read(path: str | Path | None) -> tuple[str, str]:
     """``(name used in messages, text)`` from the argument, the environment or the package."""
     origin = ""
-    if path is None and os.environ.get(STRATEGIES_FILE_ENV):
-        path, origin = os.environ[STRATEGIES_FILE_ENV], f" (from {STRATEGIES_FILE_ENV})"
+    if path is None and read_setting("strategies_file"):
+        path, origin = read_setting("strategies_file"), f" (from {STRATEGIES_FILE_ENV})"
     if path is None:
         packaged = resources.files(__package__).joinpath(DEFAULT_STRATEGIES_FILE)
         return str(packaged), packaged.read_text(encoding="utf-8")
