@@ -296,3 +296,45 @@ def test_dataset_names_follow_the_naming_spec():
     ]
     assert table_datasets("sqlite:///x/lineage.db", "order") == []
     assert table_datasets("postgresql://db/trading", "indicators") == []
+
+
+def test_a_failed_attempt_is_a_fail_event_of_the_same_run_as_its_retry():
+    import datetime as dt
+
+    from openlineage.client.serde import Serde
+
+    from ibkr_assets.openlineage.events import attempt_events, attempts_in_run, run_uuid
+
+    first_run, retry_run = (
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+    )
+    failed = {
+        "id": 7, "workflow_id": "momentum_workflow_job", "execution_id": first_run,
+        "run_id": first_run, "strategy_id": "momentum", "step_name": "indicators",
+        "partition_key": KEY, "symbol": "AAPL", "partition_date": dt.date(2025, 3, 14),
+        "code_version": "abc", "input_data": {}, "output_data": {}, "status": "error",
+        "error": "ValueError: no bars", "duration_ms": 12, "previous_attempts": [],
+        "recorded_at": dt.datetime(2026, 1, 2, 3, 4, 5, 678901),
+    }  # fmt: skip
+    retried = {
+        **failed, "run_id": retry_run, "status": "success", "error": None,
+        "recorded_at": dt.datetime(2026, 1, 2, 3, 9, tzinfo=dt.timezone.utc),
+        "previous_attempts": [{"run_id": first_run, "status": "error", "error": "ValueError: no bars",
+                               "duration_ms": 12, "recorded_at": "2026-01-02T03:04:05.678901Z"}],
+    }  # fmt: skip
+    assert run_uuid(failed) == run_uuid(retried)  # one OpenLineage run for both attempts
+
+    [attempt] = attempts_in_run(retried, first_run)  # the failure, exported after the retry
+    start, end = (json.loads(Serde.to_json(e)) for e in attempt_events(attempt, namespace="ns"))
+    for event in (start, end):
+        _validate(event)
+    assert (start["eventType"], end["eventType"]) == ("START", "FAIL")
+    assert end["run"]["facets"]["errorMessage"]["message"] == "ValueError: no bars"
+    assert end["run"]["facets"]["ibkr_assets_lineage"]["attempt"] == 1
+    assert start["eventTime"] == "2026-01-02T03:04:05.666901+00:00"
+    [second] = attempts_in_run(retried, retry_run)
+    assert [e.eventType.value for e in attempt_events(second, namespace="ns")] == [
+        "START",
+        "COMPLETE",
+    ]
