@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ibkr_assets.assets.defaults import book_pool, workflow_asset
+from ibkr_assets.assets.step import Step
 from ibkr_assets.brokers.base import Broker, Simulator
 from ibkr_assets.domain.bars import BAR_COLUMNS
 from ibkr_assets.domain.indicator_set import IndicatorSet
@@ -26,8 +27,8 @@ from ibkr_assets.execution.decision import OrderDecision, decide
 from ibkr_assets.execution.placement import place_once
 from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.broker import BrokerResource
-from ibkr_assets.resources.lineage import LineageResource, StepRecorder
-from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.resources.lineage import LineageResource
+from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.storage.order_records import OrderRecords
 from ibkr_assets.strategies.config import StrategyConfig
 
@@ -44,77 +45,55 @@ def build_order(strategy: StrategyConfig) -> dg.AssetsDefinition:
     ) -> dg.Output[dict]:
         """BUY with no position: bracket buy sized by risk. SELL with a position: close it.
         HOLD, not actionable, kill switch: no order, and the row says why."""
-        return _materialize(
-            context, trading_signal, indicators, broker, strategy, object_store, lineage
-        )
+        step = Step.open(context, strategy.id, "order", object_store, lineage)
+        records = OrderRecords(broker.database_url)
+        records.create_schema()
+        limits = strategy.risk.risk_limits()
+        values: dict = {}
+        switched_off: str | None = None
+        with broker.book(strategy):
+            for day, keys in _by_date(step.keys):
+                # Read before anything moves: with the switch on, a session is neither simulated
+                # nor decided, so it stays decidable once the switch is off.
+                switched_off = switched_off or broker.kill_switch()
+                if switched_off:
+                    reason = f"kill switch active: {switched_off}; nothing simulated or decided"
+                    values |= {k: _blocked(step, k, trading_signal[k], reason) for k in keys}
+                    continue
+                chosen, mode = broker.broker_for(strategy, day)
+                if isinstance(chosen, Simulator):  # the session's bars first: earlier fills
+                    _sync(chosen, [indicators[key] for key in keys])
+                book = _book_on(chosen, day, trading_signal, keys)
+                session = _Session(step, broker, limits, chosen, mode, book, records)
+                values |= {k: _order_for(session, k, trading_signal[k]) for k in keys}
+        return dg.Output(values, metadata=_metadata(values))
 
     return order
 
 
-def _materialize(
-    context: dg.AssetExecutionContext,
-    trading_signal: dict,
-    indicators: dict[str, IndicatorSet],
-    broker: BrokerResource,
-    config: StrategyConfig,
-    object_store: ObjectStoreResource,
-    lineage: LineageResource,
-) -> dg.Output[dict]:
-    strategy = config.id
-    recorder = lineage.recorder(context, "order", strategy)
-    records = OrderRecords(broker.database_url)
-    records.create_schema()
-    limits = config.risk.risk_limits()
-    values: dict = {}
-    switched_off: str | None = None
-    by_date = itertools.groupby(sorted(context.partition_keys), key=lambda k: split_key(k)[0])
-    with broker.book(config):
-        for day_text, keys in by_date:
-            day = dt.date.fromisoformat(day_text)
-            keys = list(keys)
-            # Read before anything moves: with the switch on, a session is neither simulated nor
-            # decided, so it stays decidable once the switch is off.
-            switched_off = switched_off or broker.kill_switch()
-            if switched_off:
-                reason = f"kill switch active: {switched_off}; nothing simulated or decided"
-                for key in keys:
-                    values[key] = _blocked(
-                        key, trading_signal[key], reason, recorder, object_store, strategy
-                    )
-                continue
-            chosen, mode = broker.broker_for(config, day)
-            if isinstance(chosen, Simulator):  # the session's bars first: fills of earlier orders
-                for ind in (indicators[key] for key in keys):
-                    if ind.is_tradable:
-                        chosen.sync(ind.symbol, ind.frame[BAR_COLUMNS])
-            session = _Session(
-                context=context,
-                broker=broker,
-                limits=limits,
-                recorder=recorder,
-                object_store=object_store,
-                chosen=chosen,
-                mode=mode,
-                book=_book_on(chosen, day, trading_signal, keys),
-                records=records,
-                strategy=strategy,
-                run_id=context.run.run_id,
-            )
-            for key in keys:
-                values[key] = _order_for(session, key, trading_signal[key])
+def _by_date(keys: list[str]) -> list[tuple[dt.date, list[str]]]:
+    """The partitions grouped by session, in date order."""
+    by_date = itertools.groupby(sorted(keys), key=lambda k: split_key(k)[0])
+    return [(dt.date.fromisoformat(day), list(day_keys)) for day, day_keys in by_date]
+
+
+def _sync(simulator: Simulator, indicators: list[IndicatorSet]) -> None:
+    for ind in indicators:
+        if ind.is_tradable:
+            simulator.sync(ind.symbol, ind.frame[BAR_COLUMNS])
+
+
+def _metadata(values: dict) -> dict:
     outcomes = [v for v in values.values() if isinstance(v, OrderOutcome)]
     blocked = [v for v in values.values() if isinstance(v, Skipped) and v.status == "blocked"]
-    return dg.Output(
-        values,
-        metadata={
-            "partitions": len(values),
-            "placed": sum(o.outcome == "placed" for o in outcomes),
-            "no_order": sum(o.outcome == "none" for o in outcomes),
-            "blocked": len(blocked),
-            "kill_switch_blocked": sum(b.reason.startswith("kill switch") for b in blocked),
-            "modes": dg.MetadataValue.json(sorted({o.mode for o in outcomes})),
-        },
-    )
+    return {
+        "partitions": len(values),
+        "placed": sum(o.outcome == "placed" for o in outcomes),
+        "no_order": sum(o.outcome == "none" for o in outcomes),
+        "blocked": len(blocked),
+        "kill_switch_blocked": sum(b.reason.startswith("kill switch") for b in blocked),
+        "modes": dg.MetadataValue.json(sorted({o.mode for o in outcomes})),
+    }
 
 
 @dataclass(frozen=True)
@@ -130,17 +109,13 @@ class _Session:
     """What every order decision of one session shares: where it is recorded, the broker it
     goes to, the book it is sized against, and the limits."""
 
-    context: dg.AssetExecutionContext
+    step: Step
     broker: BrokerResource  # the kill switch, read at each decision
     limits: RiskLimits
-    recorder: StepRecorder
-    object_store: ObjectStoreResource
     chosen: Broker
     mode: str
     book: _Book
     records: OrderRecords
-    strategy: str
-    run_id: str
 
 
 def _book_on(chosen: Broker, day: dt.date, signals: dict, keys: list[str]) -> _Book:
@@ -158,40 +133,23 @@ def _book_on(chosen: Broker, day: dt.date, signals: dict, keys: list[str]) -> _B
     )
 
 
-def _blocked(key: str, signal, reason: str, recorder, object_store, strategy: str) -> Skipped:
+def _blocked(step: Step, key: str, signal, reason: str) -> Skipped:
     """Record a partition nothing was decided for, and why; a later run can still decide it."""
     value = Skipped(signal.symbol, signal.as_of, "blocked", reason)
-    recorder.add(
-        key,
-        status="blocked",
-        input_data={"trading_signal": getattr(signal, "action", None) or signal.summary()},
-        output_data={
-            **value.summary(),
-            "object": object_ref(object_store, strategy, "order", key, value),
-        },
-        error=reason,
-    )
+    inputs = {"trading_signal": getattr(signal, "action", None) or signal.summary()}
+    step.record(key, value, status="blocked", input_data=inputs, output_data=value.summary(),
+                error=reason)  # fmt: skip
     return value
 
 
 def _order_for(
     session: _Session, key: str, signal: TradingSignal | Skipped
 ) -> OrderOutcome | Skipped:
-    strategy, chosen, mode = session.strategy, session.chosen, session.mode
-    recorder, object_store = session.recorder, session.object_store
+    step, chosen, mode = session.step, session.chosen, session.mode
+    strategy = step.strategy_id
     if isinstance(signal, Skipped):
-        recorder.add(
-            key,
-            status=signal.status,
-            input_data={"trading_signal": signal.summary()},
-            output_data={
-                **signal.summary(),
-                "object": object_ref(object_store, strategy, "order", key, signal),
-            },
-            metadata={"mode": mode},
-            error=signal.reason if signal.status == "blocked" else None,
-        )
-        return signal
+        return step.skip(key, signal, {"trading_signal": signal.summary()}, metadata={"mode": mode},
+                         error=signal.reason if signal.status == "blocked" else None)  # fmt: skip
     assert isinstance(signal, TradingSignal)
     ref = order_ref(strategy, signal.symbol, signal.as_of)
     held = session.book.positions.get(signal.symbol, 0)
@@ -215,11 +173,11 @@ def _order_for(
         "broker": chosen.name,
     }  # fmt: skip
     if kill_switch:
-        session.context.log.warning(f"{key}: {decision.reason}")
-        return _blocked(key, signal, decision.reason, recorder, object_store, strategy)
+        step.context.log.warning(f"{key}: {decision.reason}")
+        return _blocked(step, key, signal, decision.reason)
     moved_on = _simulator_moved_on(decision, chosen, signal, session.records.get(ref))
     if moved_on:
-        return _blocked(key, signal, moved_on, recorder, object_store, strategy)
+        return _blocked(step, key, signal, moved_on)
     try:
         placement = place_once(
             decision,
@@ -230,12 +188,11 @@ def _order_for(
             records=session.records,
             strategy_id=strategy,
             mode=mode,
-            run_id=session.run_id,
+            run_id=step.context.run.run_id,
             final=signal.decision_final,  # a failed analysis leaves the session decidable
         )
     except Exception as exc:
-        recorder.add(key, status="error", input_data=inputs, output_data={}, error=f"{type(exc).__name__}: {exc}",
-                     metadata={"mode": mode})  # fmt: skip
+        step.record_error(key, inputs, f"{type(exc).__name__}: {exc}", metadata={"mode": mode})
         raise  # the step's failure records the other partitions
     made = placement.decision
     # The object is the decision as made (the same bytes on every rerun); what this execution
@@ -254,18 +211,17 @@ def _order_for(
         last_close=signal.last_close,
         position_before=held,
     )
-    ref_obj = object_ref(object_store, strategy, "order", key, outcome)
     data = outcome.model_dump(mode="json")
-    row = {**data, "outcome": placement.outcome, "final": signal.decision_final, "object": ref_obj}
+    row = {**data, "outcome": placement.outcome, "final": signal.decision_final}
     if placement.outcome == "existing":
         row["reason"] = f"already decided: {made['reason']}"
-    recorder.add(key, status="success", input_data=inputs, output_data=row, metadata={"mode": mode})
-    recorder.add_artifact(
+    ref_obj = step.record(key, outcome, status="success", input_data=inputs, output_data=row,
+                          metadata={"mode": mode})  # fmt: skip
+    step.artifact(
         key,
+        ref_obj,
         name=f"{signal.symbol} Order {signal.as_of} ({outcome.outcome})",
         type="order",
-        uri=ref_obj["uri"],
-        sha256=ref_obj["sha256"],
         signal_data=data,
         metadata={
             "mode": placement.mode,
