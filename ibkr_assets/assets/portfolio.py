@@ -2,10 +2,12 @@
 session, fanning in every symbol's ``order`` of that date."""
 
 import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
 
 from ibkr_assets.assets.defaults import book_pool, workflow_asset
+from ibkr_assets.assets.step import Step
 from ibkr_assets.brokers.base import Simulator
 from ibkr_assets.domain.orders import OrderOutcome
 from ibkr_assets.domain.portfolio import (
@@ -20,7 +22,7 @@ from ibkr_assets.resources.broker import BrokerResource
 from ibkr_assets.resources.io_manager import latest_materializations
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.mlflow import MlflowResource
-from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.strategies.config import StrategyConfig
 
 
@@ -56,66 +58,64 @@ def build_portfolio_snapshot(strategy: StrategyConfig) -> dg.AssetsDefinition:
         Invariants are checked before anything is recorded: cash + market value = equity, and
         no negative position unless shorting is configured.
         """
-        return _materialize(context, order, broker, strategy, object_store, lineage, mlflow)
+        step = Step.open(context, strategy.id, "portfolio_snapshot", object_store, lineage, mlflow)
+        made_by = _order_runs(context, dg.AssetKey([strategy.id, "order"]), list(order))
+        days = sorted(dt.date.fromisoformat(k) for k in step.keys)
+        values: dict[str, PortfolioSnapshot | Skipped] = {}
+        with broker.book(strategy):
+            undecided = {d: _undecided(order, d.isoformat()) for d in days}
+            decided = [d for d in days if not undecided[d]]
+            snaps, source, simulator = _snapshots(broker, strategy, decided, order)
+            for day in days:
+                day_key = day.isoformat()
+                inputs = {"orders": sorted(k for k in order if k.startswith(f"{day_key}|")),
+                          "source": source, "mode": broker.mode_for(strategy, day)}  # fmt: skip
+                if undecided[day]:
+                    values[day_key] = _blocked(step, day, undecided[day], inputs)
+                    continue
+                snap = snaps[day]
+                problems = check_invariants(snap, allow_short=strategy.risk.allow_short)
+                if problems:
+                    step.record_error(day_key, inputs, "; ".join(problems))
+                    raise PortfolioInvariantError(f"portfolio {day_key}: " + "; ".join(problems))
+                if simulator is not None:
+                    simulator.record_snapshot(snap)
+                values[day_key] = snap
+                _record(step, _Day(day_key, snap, _outcomes_of(order, day_key), made_by, inputs))
+        snapshots = {k: v for k, v in values.items() if isinstance(v, PortfolioSnapshot)}
+        return dg.Output(values, metadata=_metadata(context, snapshots, len(values)))
 
     return portfolio_snapshot
 
 
-def _materialize(
-    context: dg.AssetExecutionContext,
-    order: dict,
-    broker: BrokerResource,
-    strategy: StrategyConfig,
-    object_store: ObjectStoreResource,
-    lineage: LineageResource,
-    mlflow: MlflowResource,
-) -> dg.Output[dict]:
-    strategy_id = strategy.id
-    recorder = lineage.recorder(context, "portfolio_snapshot", strategy_id)
-    tracker = mlflow.get_tracker()
-    made_by = _order_runs(context, dg.AssetKey([strategy_id, "order"]), list(order))
-    days = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
-    values: dict[str, PortfolioSnapshot | Skipped] = {}
-    with broker.book(strategy):
-        undecided = {d: _undecided(order, d.isoformat()) for d in days}
-        decided = [d for d in days if not undecided[d]]
-        snaps, source, simulator = _snapshots(broker, strategy, decided, order)
-        for day in days:
-            day_key = day.isoformat()
-            inputs = {"orders": sorted(k for k in order if k.startswith(f"{day_key}|")),
-                      "source": source, "mode": broker.mode_for(strategy, day)}  # fmt: skip
-            if undecided[day]:
-                reason = "orders of this session did not complete: " + "; ".join(undecided[day])
-                blocked = Skipped("", day, "blocked", reason)
-                marker = object_ref(
-                    object_store, strategy_id, "portfolio_snapshot", day_key, blocked
-                )
-                recorder.add(  # the row names the marker the IO manager stores, as order's do
-                    day_key, status="blocked", input_data=inputs, output_data={"object": marker},
-                    error=reason,
-                )  # fmt: skip
-                context.log.warning(f"portfolio {day_key} not computed: {reason}")
-                values[day_key] = blocked
-                continue
-            snap = snaps[day]
-            problems = check_invariants(snap, allow_short=strategy.risk.allow_short)
-            if problems:
-                recorder.add(
-                    day_key,
-                    status="error",
-                    input_data=inputs,
-                    output_data={},
-                    error="; ".join(problems),
-                )
-                raise PortfolioInvariantError(f"portfolio {day_key}: " + "; ".join(problems))
-            if simulator is not None:
-                simulator.record_snapshot(snap)
-            values[day_key] = snap
-            _record(
-                day_key, snap, order, made_by, inputs, strategy_id, tracker, recorder, object_store
-            )
-    snapshots = {k: v for k, v in values.items() if isinstance(v, PortfolioSnapshot)}
-    return dg.Output(values, metadata=_metadata(context, snapshots, len(values)))
+@dataclass(frozen=True)
+class _Day:
+    """One date's snapshot and what it is recorded with: the date's order outcomes, the
+    execution and run that made each, and the lineage row's inputs."""
+
+    key: str
+    snap: PortfolioSnapshot
+    outcomes: dict[str, OrderOutcome]
+    made_by: dict[str, tuple[str, str]]
+    inputs: dict
+
+
+def _outcomes_of(order: dict, day_key: str) -> dict[str, OrderOutcome]:
+    return {
+        k: v
+        for k, v in order.items()
+        if k.startswith(f"{day_key}|") and isinstance(v, OrderOutcome)
+    }
+
+
+def _blocked(step: Step, day: dt.date, undecided: list[str], inputs: dict) -> Skipped:
+    """A date whose orders did not all complete: a ``blocked`` marker, not a snapshot."""
+    reason = "orders of this session did not complete: " + "; ".join(undecided)
+    blocked = Skipped("", day, "blocked", reason)
+    # the row names the marker the IO manager stores, as order's do
+    step.record(day.isoformat(), blocked, status="blocked", input_data=inputs, error=reason)
+    step.context.log.warning(f"portfolio {day.isoformat()} not computed: {reason}")
+    return blocked
 
 
 def _order_runs(
@@ -169,48 +169,33 @@ def _snapshots(
     return snaps, f"{chosen.name} account", None
 
 
-def _record(
-    day_key, snap, order, made_by, inputs, strategy_id, tracker, recorder, object_store
-) -> None:
+def _record(step: Step, day: _Day) -> None:
     """The snapshot's object, lineage and artifact rows, and its value in each order's MLflow run."""
-    outcomes = {
-        k: v
-        for k, v in order.items()
-        if k.startswith(f"{day_key}|") and isinstance(v, OrderOutcome)
-    }
-    ref = object_ref(object_store, strategy_id, "portfolio_snapshot", day_key, snap)
-    data = snap.model_dump(mode="json")
+    data = day.snap.model_dump(mode="json")
     run_ids = {}
-    for key, outcome in outcomes.items():
+    for key, outcome in day.outcomes.items():
         # the MLflow run of the execution that made this order, so one run holds a
         # partition's charts, prompt, signal and the portfolio value after its order
-        execution_id, dagster_run_id = made_by[key]
-        run_id = tracker.run_for_partition(
-            strategy_id=strategy_id,
+        execution_id, dagster_run_id = day.made_by[key]
+        run_id = step.tracker.run_for_partition(
+            strategy_id=step.strategy_id,
             symbol=outcome.symbol,
             partition_key=key,
             execution_id=execution_id,
             dagster_run_id=dagster_run_id,
         )
-        tracker.log(
+        step.tracker.log(
             run_id,
             metrics={
-                "portfolio_value": snap.equity,
+                "portfolio_value": day.snap.equity,
                 "order_placed": float(outcome.outcome == "placed"),
             },
         )
-        tracker.log_json(run_id, "portfolio.json", data)
+        step.tracker.log_json(run_id, "portfolio.json", data)
         run_ids[key] = run_id
-    recorder.add(day_key, status="success", input_data=inputs, output_data={**data, "object": ref,
-                 "mlflow_run_ids": run_ids})  # fmt: skip
-    recorder.add_artifact(
-        day_key,
-        name=f"Portfolio {day_key}",
-        type="portfolio",
-        uri=ref["uri"],
-        sha256=ref["sha256"],
-        metadata=data,
-    )
+    ref = step.record(day.key, day.snap, status="success", input_data=day.inputs,
+                      output_data=data, links={"mlflow_run_ids": run_ids})  # fmt: skip
+    step.artifact(day.key, ref, name=f"Portfolio {day.key}", type="portfolio", metadata=data)
 
 
 def _metadata(
