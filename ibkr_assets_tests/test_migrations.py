@@ -211,3 +211,13 @@ def test_processes_started_together_create_the_schema_once(new_url) -> None:
     assert _revision(url) == head_revision()
     with engine_for(url).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar_one() == 1
+
+
+def test_the_schema_command_upgrades_a_database_and_names_its_revision(new_url, capsys) -> None:
+    from ibkr_assets.storage.schema import main
+
+    old = new_url("old")
+    _previous_release_database(old)
+    assert main([old]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"schema at revision {head_revision()}")
+    assert _revision(old) == head_revision()

@@ -98,3 +98,23 @@ def _schema_lock(engine: sa.Engine) -> Iterator[None]:
     with open(f"{database}.schema.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ibkr_assets.storage.schema [URL]``: upgrade the database (default: the
+    deployment's lineage database) and print its revision."""
+    import sys
+
+    from ibkr_assets.redaction import redact_text
+    from ibkr_assets.settings import load_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    url = args[0] if args else load_settings().lineage_url
+    ensure_schema(url)
+    with engine_for(url).connect() as conn:
+        print(f"{redact_text(url)}: schema at revision {current_revision(conn)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
