@@ -19,6 +19,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from ibkr_assets.assets.step import Step
 from ibkr_assets.domain.market_data import MarketDataWindow
 from ibkr_assets.domain.quality import GATE_DESCRIPTIONS, GATES, window_report
 from ibkr_assets.domain.skipped import Skipped
@@ -55,7 +56,7 @@ def quality_check_results(
     ``required_columns`` with the source's error; a market-closed one is not checked."""
     strategy_id, calendar = strategy.id, strategy.schedule.calendar
     asset_key = dg.AssetKey([strategy_id, "market_data"])
-    recorder = lineage.recorder(context, "market_data_quality", strategy_id)
+    step = Step.open(context, strategy_id, "market_data", None, lineage, step="market_data_quality")
     stored = latest_materializations(context.instance, asset_key, list(market_data))
     failed_by_gate: dict[str, int] = dict.fromkeys(GATES, 0)
     for key, window in market_data.items():
@@ -63,20 +64,20 @@ def quality_check_results(
         target = _target(stored.get(key), context.run.run_id)
         if isinstance(window, Skipped):
             failed_by_gate["required_columns"] += 1
-            recorder.add(key, status="error", input_data={"market_data": window.summary()},
-                         output_data={"passed": False}, error=window.reason)  # fmt: skip
+            step.row(key, status="error", input_data={"market_data": window.summary()},
+                     output_data={"passed": False}, error=window.reason)  # fmt: skip
             yield _evaluation(asset_key, "required_columns", key, target, False,
                               f"no bars to check: {window.reason}")  # fmt: skip
             continue
         if report is None:
-            recorder.add(
+            step.row(
                 key,
                 status="market_closed",
                 input_data={"market_data": window.summary()},
                 output_data={"passed": True, "note": window.note},
             )
             continue
-        recorder.add(
+        step.row(
             key,
             status="success" if report.passed else "error",
             input_data={"market_data": window.summary()},
@@ -88,7 +89,7 @@ def quality_check_results(
             detail = gate.detail if not gate.passed else GATE_DESCRIPTIONS[gate.name]
             yield _evaluation(asset_key, gate.name, key, target, gate.passed, detail,
                               gate.examples)  # fmt: skip
-    recorder.flush()
+    step.recorder.flush()
     failed = {g: n for g, n in failed_by_gate.items() if n}
     if failed:
         context.log.warning(f"quality gates failed (partitions per gate): {failed}")

@@ -13,7 +13,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
@@ -27,6 +27,9 @@ from ibkr_assets.resources.lineage import (
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
 
+if TYPE_CHECKING:
+    from ibkr_assets.tracking.mlflow_tracker import MlflowTracker
+
 V = TypeVar("V")
 
 
@@ -37,9 +40,9 @@ class Step:
     context: dg.AssetExecutionContext
     strategy_id: str
     name: str
-    object_store: ObjectStoreResource
+    object_store: ObjectStoreResource | None  # None: a step that stores no objects (checks)
     recorder: StepRecorder
-    tracker: Any = None  # the MLflow tracker, for steps that log to MLflow
+    tracker: MlflowTracker | None = None  # for steps that log to MLflow
 
     @classmethod
     def open(
@@ -47,7 +50,7 @@ class Step:
         context: dg.AssetExecutionContext,
         strategy_id: str,
         name: str,
-        object_store: ObjectStoreResource,
+        object_store: ObjectStoreResource | None,
         lineage: LineageResource,
         mlflow: MlflowResource | None = None,
         *,
@@ -95,7 +98,12 @@ class Step:
 
     def record_error(self, key: str, input_data: dict[str, Any], error: str, **row: Any) -> None:
         """``key``'s ``error`` row: no object."""
-        self.recorder.add(key, status="error", input_data=input_data, output_data={}, error=error,
+        self.row(key, status="error", input_data=input_data, output_data={}, error=error, **row)
+
+    def row(self, key: str, *, status: str, input_data: dict, output_data: dict, **row: Any):
+        """``key``'s lineage row when it points at no object (``row``: ``metadata``, ``error``,
+        ``duration_ms``)."""
+        self.recorder.add(key, status=status, input_data=input_data, output_data=output_data,
                           **row)  # fmt: skip
 
     def skip(self, key: str, skipped: Skipped, input_data: dict[str, Any], **row: Any) -> Skipped:
