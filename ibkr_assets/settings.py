@@ -56,9 +56,13 @@ ENV_VARS: dict[str, str] = {
     "OPENAI_API_KEY": "openai_api_key",
     "IBKR_ASSETS_DAGSTER_EVENT_LOG": "dagster_event_log",
     "IBKR_ASSETS_OPENLINEAGE_NAMESPACE": "openlineage_namespace",
+    "IBKR_ASSETS_EXECUTOR": "executor",
+    "IBKR_ASSETS_CELERY_BROKER": "celery_broker",
+    "IBKR_ASSETS_CELERY_BACKEND": "celery_backend",
 }
 SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri", "viewer_token"}
 SECRET_FIELDS |= {"alert_webhook_url", "openai_api_key"}
+SECRET_FIELDS |= {"celery_broker", "celery_backend"}  # a broker URL may hold a password
 _ON = {"1", "true", "yes", "on"}  # what turns the kill switch on
 
 
@@ -108,6 +112,10 @@ class Settings(BaseModel):
     openlineage_namespace: str = Field(default="ibkr_assets", min_length=1)  # OpenLineage jobs
     # The event log of a DAGSTER_HOME the ibkr-assets command creates (dagster_home.py).
     dagster_event_log: Literal["dagster", "pooled"] = "dagster"
+    # Where the jobs' steps run (jobs.job_executor): Dagster's default or Celery workers.
+    executor: Literal["dagster", "celery"] = "dagster"
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str | None = None  # None: the broker (a Redis URL is both)
 
     @property
     def kill_switch_on(self) -> bool:
