@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 
+from ibkr_assets.redaction import redact_text as safe_url
 from ibkr_assets.storage.engines import dispose_engines, engine_for
-from ibkr_assets.storage.lineage_store import LineageStore, safe_url
+from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.storage.records import LineageRecord
 
 PG_ADMIN_URL = os.environ.get(

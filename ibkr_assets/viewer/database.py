@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from ibkr_assets.storage.lineage_store import safe_url
+from ibkr_assets.redaction import redact_text as safe_url
 
 RECHECK_S = 5.0
 
