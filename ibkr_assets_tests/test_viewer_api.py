@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from ibkr_assets.jobs import workflow_job_name
+from ibkr_assets.redaction import redact_text
 from ibkr_assets.runs import run_workflow
 from ibkr_assets.settings import ConfigError, Settings, load_settings
 from ibkr_assets.storage.engines import dispose_engines, engine_for
@@ -30,7 +31,7 @@ from ibkr_assets.viewer import auth
 from ibkr_assets.viewer.api import create_app
 from ibkr_assets.viewer.compare import diff_steps
 from ibkr_assets.viewer.database import ReadOnlyDatabase
-from ibkr_assets.viewer.links import Links, redact_text
+from ibkr_assets.viewer.links import Links
 from ibkr_assets.viewer.objects import safe_key
 from ibkr_assets.viewer.server import ServeRefused, check_bind
 

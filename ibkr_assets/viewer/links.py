@@ -8,38 +8,12 @@ credential in ``IBKR_ASSETS_DAGSTER_URL``, ``IBKR_ASSETS_MLFLOW_PUBLIC_URL`` or
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from starlette.responses import JSONResponse
 
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/@:]*):([^\s/@]*)@")
-_SECRET_PARAM = re.compile(
-    r"(?i)([?&](?:token|password|passwd|secret|api[_-]?key|access[_-]?key|signature|"
-    r"x-amz-signature|x-amz-credential|sig)=)[^&\s#\"']*"
-)
-MASK = "***"
-
-
-def redact_text(text: str) -> str:
-    """``text`` with URL passwords and secret-looking query parameters masked."""
-    if "://" not in text and "=" not in text:
-        return text
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
-
-
-def redact(value: Any) -> Any:
-    """``value`` (JSON data) with every string passed through ``redact_text``."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, Mapping):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+from ibkr_assets.redaction import redact
 
 
 class RedactedJSONResponse(JSONResponse):
