@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from ibkr_assets.partitions import date_partitions, strategy_partitions
-from ibkr_assets.settings import ConfigError, Settings, load_settings
+from ibkr_assets.settings import ConfigError, Settings, is_set, load_settings
 from ibkr_assets.strategies.config import StrategyConfig
 
 
@@ -37,7 +35,7 @@ def job_executor(settings: Settings) -> dg.ExecutorDefinition | None:
         ) from None
 
     def url(var: str, value: str) -> str | dict[str, str]:  # a password stays in the environment
-        return {"env": var} if os.environ.get(var) else value
+        return {"env": var} if is_set(var) else value
 
     broker = url("IBKR_ASSETS_CELERY_BROKER", settings.celery_broker)
     backend = (
