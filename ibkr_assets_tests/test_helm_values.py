@@ -294,7 +294,9 @@ def test_image_is_docker_dockerfile_plus_dagster_k8s(values):
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM \$\{BASE\}$", dockerfile, re.M)
     assert "docker build -f docker/Dockerfile" in dockerfile
-    assert re.search(r'pip install "dagster-k8s==\$\(.*dagster-postgres', dockerfile)
+    assert 'pip install ".[celery,k8s]"' in dockerfile  # dagster-k8s from the project's extra
+    pyproject = (DEPLOY.parent / "pyproject.toml").read_text()
+    assert re.search(r'^k8s = \["dagster-k8s[^"]*"', pyproject, re.M)
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
     # the chart mounts the instance where the image keeps it (writable by the image's user)
