@@ -19,10 +19,12 @@ import sqlalchemy as sa
 from alembic import command
 
 from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.migrations import VERSION_TABLE
 from ibkr_assets.storage.schema import MIGRATIONS, alembic_config, ensure_schema, head_revision
 from ibkr_assets.storage.tables import metadata
 
 PREVIOUS_SQL = Path(__file__).resolve().parent / "data" / "sql_previous_release"
+_VERSION = sa.table(VERSION_TABLE, sa.column("version_num"))
 NOW = dt.datetime(2025, 3, 14, 21, tzinfo=dt.timezone.utc)
 
 
@@ -149,7 +151,7 @@ def schema_shape(url: str) -> dict[str, dict]:
 
 def _revision(url: str) -> str | None:
     with engine_for(url).connect() as conn:
-        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
+        return conn.execute(sa.select(_VERSION.c.version_num)).scalar_one()
 
 
 def test_a_previous_release_database_upgrades_in_place(new_url) -> None:
@@ -163,7 +165,7 @@ def test_a_previous_release_database_upgrades_in_place(new_url) -> None:
     ensure_schema(new)
 
     assert schema_shape(old) == schema_shape(new)
-    assert set(schema_shape(new)) == {*metadata.tables, "alembic_version"}
+    assert set(schema_shape(new)) == {*metadata.tables, VERSION_TABLE}
     assert _revision(old) == _revision(new) == head_revision()
     assert _rows(old) == before
     assert before["lineage"] and before["account"] and before["symbols"]
@@ -210,7 +212,7 @@ def test_processes_started_together_create_the_schema_once(new_url) -> None:
     assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
     assert _revision(url) == head_revision()
     with engine_for(url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar_one() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(_VERSION)).scalar_one() == 1
 
 
 def test_the_schema_command_upgrades_a_database_and_names_its_revision(new_url, capsys) -> None:
@@ -221,3 +223,16 @@ def test_the_schema_command_upgrades_a_database_and_names_its_revision(new_url, 
     assert main([old]) == 0
     assert capsys.readouterr().out.strip().endswith(f"schema at revision {head_revision()}")
     assert _revision(old) == head_revision()
+
+
+def test_another_tools_alembic_version_in_the_same_database_is_left_alone(new_url) -> None:
+    """Dagster's and MLflow's stores keep their revision in ``alembic_version``; ours is apart."""
+    url = new_url("shared")
+    with engine_for(url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO alembic_version VALUES ('their_head')")
+    ensure_schema(url)
+    with engine_for(url).connect() as conn:
+        theirs = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
+    assert theirs == "their_head"
+    assert _revision(url) == head_revision()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.migrations import VERSION_TABLE
 from ibkr_assets.storage.order_records import order_records
 from ibkr_assets.storage.tables import metadata
 from ibkr_assets.storage.trading_tables import TRADING_TABLES, create_trading_schema
@@ -32,4 +33,4 @@ def test_create_trading_schema_is_safe_to_repeat(sqlite_url: str) -> None:
     create_trading_schema(sqlite_url)
     tables = set(sa.inspect(engine_for(sqlite_url)).get_table_names())
     assert {t.name for t in TRADING_TABLES} <= tables
-    assert tables == {*metadata.tables, "alembic_version"}
+    assert tables == {*metadata.tables, VERSION_TABLE}

@@ -6,8 +6,8 @@ transaction, or an exclusive lock on a file beside the SQLite database), so proc
 together never race:
 
 - a new database (none of our tables) gets every table and is stamped at the newest revision;
-- a database with an ``alembic_version`` is upgraded by the migrations it has not had;
-- a database from before migrations (our tables, no ``alembic_version``) is upgraded from the
+- a database with a version table is upgraded by the migrations it has not had;
+- a database from before migrations (our tables, no ``ibkr_assets_alembic_version``) is upgraded from the
   start: the baseline revision creates only the tables it lacks, the later ones change the rest.
 """
 
@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.migrations import VERSION_TABLE
 from ibkr_assets.storage.tables import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -59,7 +60,9 @@ def _head() -> str:
 
 def current_revision(conn: sa.Connection) -> str | None:
     """The database's migration revision; None when it has never been stamped."""
-    return MigrationContext.configure(conn).get_current_revision()
+    return MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
 
 
 def ensure_schema(database: str | sa.Engine) -> None:

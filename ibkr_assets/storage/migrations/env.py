@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from ibkr_assets.storage.migrations import VERSION_TABLE
 from ibkr_assets.storage.tables import metadata
 
 
@@ -17,6 +18,7 @@ def _configure(connection: sa.Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        version_table=VERSION_TABLE,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by copying tables
         compare_type=True,
     )
@@ -31,7 +33,9 @@ def _url() -> str:
 
 def run() -> None:
     if context.is_offline_mode():
-        context.configure(url=_url(), target_metadata=metadata, literal_binds=True)
+        context.configure(
+            url=_url(), target_metadata=metadata, version_table=VERSION_TABLE, literal_binds=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
