@@ -50,6 +50,7 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_VIEWER_TOKEN": "viewer_token",
     "IBKR_ASSETS_VIEWER_URL": "viewer_url",
     "IBKR_ASSETS_DAGSTER_URL": "dagster_url",
+    "IBKR_ASSETS_MLFLOW_PUBLIC_URL": "mlflow_public_url",
     "IBKR_ASSETS_START_DATE": "start_date",
     "IBKR_ASSETS_ALERT_WEBHOOK_URL": "alert_webhook_url",
     "IBKR_ASSETS_KILL_SWITCH": "kill_switch",
@@ -105,6 +106,7 @@ class Settings(BaseModel):
     viewer_token: SecretStr | None = None  # never logged, echoed or returned
     viewer_url: str | None = None  # where ``ibkr-assets serve`` is reached, for links to it
     dagster_url: str | None = None  # the Dagster UI, for links to runs
+    mlflow_public_url: str | None = None  # the MLflow UI as a browser reaches it (viewer links)
     start_date: str = "2024-01-02"  # the first date partition (``partitions.start_date`` checks it)
     alert_webhook_url: str | None = None  # failed runs are posted here
     kill_switch: str = ""  # 1/true/yes/on blocks new orders (read at call time: ``read_setting``)

@@ -524,7 +524,10 @@ def test_mlflow_links_use_the_public_url_when_one_is_set(rec, monkeypatch):
     pages and the API link MLflow runs to IBKR_ASSETS_MLFLOW_PUBLIC_URL instead."""
     public = "https://ml.example.com/mlflow"
     monkeypatch.setenv("IBKR_ASSETS_MLFLOW_PUBLIC_URL", public + "/")
-    client = TestClient(create_app(rec.settings), base_url="http://127.0.0.1")
+    settings = rec.settings.model_copy(
+        update={"mlflow_public_url": load_settings().mlflow_public_url}
+    )
+    client = TestClient(create_app(settings), base_url="http://127.0.0.1")
     try:
         path = f"/api/artifacts?type=llm&limit=1&execution_id={rec.rerun}"
         llm = client.get(path).json()["items"][0]
@@ -540,9 +543,9 @@ def test_mlflow_links_use_the_public_url_when_one_is_set(rec, monkeypatch):
         client.app.state.viewer.close()
 
     # not a URL a browser can open: refused at start, without echoing the value
-    monkeypatch.setenv("IBKR_ASSETS_MLFLOW_PUBLIC_URL", f"mlflow:{SECRET}@5000")
+    settings = rec.settings.model_copy(update={"mlflow_public_url": f"mlflow:{SECRET}@5000"})
     with pytest.raises(ConfigError, match="IBKR_ASSETS_MLFLOW_PUBLIC_URL") as refused:
-        create_app(rec.settings)
+        create_app(settings)
     assert SECRET not in str(refused.value)
     # unset: the tracking server's own address, as before
     monkeypatch.delenv("IBKR_ASSETS_MLFLOW_PUBLIC_URL")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,19 +12,17 @@ from ibkr_assets.viewer.objects import ObjectReader
 from ibkr_assets.viewer.queries import LineageQueries
 from ibkr_assets.viewer.trading_queries import TradingQueries
 
-MLFLOW_PUBLIC_URL = "IBKR_ASSETS_MLFLOW_PUBLIC_URL"
 
-
-def mlflow_public_url(environ: Mapping[str, str] | None = None) -> str | None:
+def mlflow_public_url(value: str | None) -> str | None:
     """Where a user's browser reaches the MLflow UI (``IBKR_ASSETS_MLFLOW_PUBLIC_URL``), for the
     viewer's links to MLflow runs when the tracking URI names a host only the services resolve
     (``http://mlflow:5000`` in docker). Unset: links follow ``MLFLOW_TRACKING_URI``."""
-    value = (os.environ if environ is None else environ).get(MLFLOW_PUBLIC_URL, "").strip()
+    value = (value or "").strip()
     if not value:
         return None
     if public_base(value) is None:  # the value itself is not echoed: it may hold a password
-        raise ConfigError(f"{MLFLOW_PUBLIC_URL} must be an http(s) URL of the MLflow UI, "
-                          "e.g. http://127.0.0.1:5000")  # fmt: skip
+        raise ConfigError("IBKR_ASSETS_MLFLOW_PUBLIC_URL must be an http(s) URL of the MLflow "
+                          "UI, e.g. http://127.0.0.1:5000")  # fmt: skip
     return value
 
 
@@ -41,14 +37,11 @@ class ViewerContext:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        objects: ObjectReader | None = None,
-        environ: Mapping[str, str] | None = None,
+        cls, settings: Settings, objects: ObjectReader | None = None
     ) -> ViewerContext:
-        """The context for ``settings``; ``environ`` (default the process's) supplies
-        ``IBKR_ASSETS_MLFLOW_PUBLIC_URL``."""
-        links = Links(settings.dagster_url, settings.tracking_uri, mlflow_public_url(environ))
+        """The context for ``settings``."""
+        public = mlflow_public_url(settings.mlflow_public_url)
+        links = Links(settings.dagster_url, settings.tracking_uri, public)
         db = ReadOnlyDatabase(settings.lineage_url)
         return cls(
             settings=settings,
