@@ -21,6 +21,7 @@ SECTIONS = {
     "verify": "benchmarks.verify_bench",
     "portfolio": "benchmarks.portfolio_bench",
     "viewer": "benchmarks.viewer_bench",
+    "production": "benchmarks.production_bench",
 }
 
 
