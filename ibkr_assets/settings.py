@@ -60,6 +60,7 @@ ENV_VARS: dict[str, str] = {
     "IBKR_ASSETS_EXECUTOR": "executor",
     "IBKR_ASSETS_CELERY_BROKER": "celery_broker",
     "IBKR_ASSETS_CELERY_BACKEND": "celery_backend",
+    "IBKR_ASSETS_DEBUG": "debug",
 }
 SECRET_FIELDS = {"database_url", "stock_data_url", "mlflow_tracking_uri", "viewer_token"}
 SECRET_FIELDS |= {"alert_webhook_url", "openai_api_key"}
@@ -118,6 +119,9 @@ class Settings(BaseModel):
     executor: Literal["dagster", "celery"] = "dagster"
     celery_broker: str = "redis://127.0.0.1:6379/0"
     celery_backend: str | None = None  # None: the broker (a Redis URL is both)
+    # SQL statements and each step's inputs and outputs at DEBUG, data samples and debug info in
+    # each partition's MLflow run (``assets.step``).
+    debug: bool = False
 
     @property
     def kill_switch_on(self) -> bool:
@@ -155,6 +159,20 @@ class Settings(BaseModel):
     @property
     def object_root_path(self) -> Path:
         return Path(self.object_root).resolve() if self.object_root else self.home_path / "objects"
+
+
+def shown_settings(settings: Settings) -> dict[str, Any]:
+    """Every setting as JSON values fit to show: a secret is ``***`` when set (``None`` when
+    not), and any other value has URL passwords and secret query parameters masked."""
+    from ibkr_assets.redaction import MASK, redact
+
+    shown = {}
+    for field, value in settings.model_dump(mode="json").items():
+        if field in SECRET_FIELDS:
+            shown[field] = None if value is None else MASK
+        else:
+            shown[field] = redact(value)
+    return shown
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -76,7 +76,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     assert signal["proposed_action"] == analysis["output_data"]["signal_action"]
     artifacts = _lineage(tmp_path).artifact_rows(partition_key=KEY)
     types = sorted(a["type"] for a in artifacts)
-    assert types == ["chart", "chart", "llm", "market_data", "order", "signal"]
+    assert types == ["chart", "chart", "llm", "market_data", "order", "signal", "validation"]
     llm_row = next(a for a in artifacts if a["type"] == "llm")
     assert "AAPL" in llm_row["prompt"] and "2025-03-14" in llm_row["prompt"]
     assert llm_row["model_name"] == "rules-v1"

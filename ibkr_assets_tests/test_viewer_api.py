@@ -211,7 +211,13 @@ def test_artifacts_filter_and_page_with_cursor(rec):
 
 def test_artifact_detail_and_artifacts_of_an_execution(rec):
     group = get(rec, f"/api/artifacts/lineage/{rec.rerun}")["items"]
-    assert {a["type"] for a in group} == {"market_data", "chart", "llm", "signal", "order"}
+    assert {a["type"] for a in group} == {
+        "market_data", "chart", "llm", "signal", "order", "validation",
+    }  # fmt: skip
+    validation = next(a for a in group if a["type"] == "validation")
+    assert get(rec, f"/api/artifacts/{validation['id']}")["metadata"]["passed"] is True
+    page = rec.client.get(f"/artifacts/{validation['id']}")
+    assert page.status_code == 200 and "every quality gate passed" in page.text
     llm = next(a for a in group if a["type"] == "llm")
     detail = get(rec, f"/api/artifacts/{llm['id']}")
     assert detail["prompt"] and detail["model_name"] == "rules-v1"

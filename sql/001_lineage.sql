@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     updated_at TIMESTAMP WITH TIME ZONE,
     PRIMARY KEY (id),
     CONSTRAINT uq_artifacts_key UNIQUE (execution_id, strategy_id, step_name, partition_key, type, name),
-    CONSTRAINT ck_artifacts_type CHECK (type IN ('market_data', 'chart', 'llm', 'signal', 'order', 'portfolio'))
+    CONSTRAINT ck_artifacts_type CHECK (type IN ('market_data', 'chart', 'llm', 'signal', 'order', 'portfolio', 'validation'))
 );
 CREATE INDEX IF NOT EXISTS ix_artifacts_mlflow_run_id ON artifacts (mlflow_run_id);
 CREATE INDEX IF NOT EXISTS ix_artifacts_strategy_partition ON artifacts (strategy_id, partition_key);

@@ -14,6 +14,7 @@ from ibkr_assets.domain.quality import window_report
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
+from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.strategies.config import StrategyConfig
 
@@ -26,13 +27,14 @@ def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
         market_data_source: MarketDataResource,
         object_store: ObjectStoreResource,
         lineage: LineageResource,
+        mlflow: MlflowResource,
     ) -> dg.Output[dict[str, IndicatorSet]]:
         """The strategy's indicators over the market-data window (TA-Lib definitions, in pandas).
 
         A partition whose market data fails a quality gate is not computed: it is recorded as
         ``blocked`` with the reason, even when the blocking checks were not part of this run.
         """
-        step = Step.open(context, strategy.id, "indicators", object_store, lineage)
+        step = Step.open(context, strategy.id, "indicators", object_store, lineage, mlflow)
         max_stale = market_data_source.max_stale_sessions
 
         def one(key: str) -> IndicatorSet:
@@ -44,6 +46,7 @@ def build_indicators(strategy: StrategyConfig) -> dg.AssetsDefinition:
                 status={"ok": "success"}.get(result.status, result.status),
                 input_data={"market_data": market_data[key].summary()},
                 output_data=result.summary(),
+                sample=result.frame,
                 error=result.reason if result.status == "blocked" else None,
                 duration_ms=int((time.perf_counter() - started) * 1000),
             )

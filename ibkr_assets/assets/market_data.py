@@ -17,6 +17,7 @@ from ibkr_assets.errors import describe_exception
 from ibkr_assets.partitions import split_key
 from ibkr_assets.resources.lineage import LineageResource
 from ibkr_assets.resources.market_data import MarketDataResource
+from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource
 from ibkr_assets.sources.base import (
     EmptyWindowError,
@@ -35,6 +36,7 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
         market_data_source: MarketDataResource,
         object_store: ObjectStoreResource,
         lineage: LineageResource,
+        mlflow: MlflowResource,
     ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
         """Daily OHLCV bars ending at the partition date (never a bar after it), then the
         quality gates on them, per partition.
@@ -44,7 +46,7 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
         broken file) is ``blocked`` with the cause, and the rest of the range goes on; a source
         that cannot be reached at all fails the step.
         """
-        step = Step.open(context, strategy.id, "market_data", object_store, lineage)
+        step = Step.open(context, strategy.id, "market_data", object_store, lineage, mlflow)
         lookback, calendar = strategy.market_data.lookback_bars, strategy.schedule.calendar
         source = PrefetchedSource(
             market_data_source.source_for(strategy), step.keys, lookback, calendar
@@ -82,7 +84,7 @@ def build_market_data(strategy: StrategyConfig) -> dg.AssetsDefinition:
         output = dg.Output(windows, metadata=_metadata(windows))
         yield output
         yield from quality_check_results(
-            context, output.value, strategy, market_data_source.max_stale_sessions, lineage
+            context, output.value, strategy, market_data_source.max_stale_sessions, lineage, mlflow
         )
 
     return market_data
@@ -92,7 +94,7 @@ def _record(step: Step, key: str, window: MarketDataWindow, request: dict, start
     ref = step.ref(key, window)
     summary = window.summary()
     step.record(key, window, status="success" if window.is_tradable else "market_closed",
-                input_data=request, output_data=summary, ref=ref,
+                input_data=request, output_data=summary, ref=ref, sample=window.bars,
                 metadata={"synthetic": window.synthetic}, duration_ms=_ms(started))  # fmt: skip
     step.artifact(key, ref, name=f"{request['symbol']} Market Data {request['date']}",
                   type="market_data", metadata=summary)  # fmt: skip

@@ -21,11 +21,17 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 
 from ibkr_assets.assets.step import Step
 from ibkr_assets.domain.market_data import MarketDataWindow
-from ibkr_assets.domain.quality import GATE_DESCRIPTIONS, GATES, window_report
+from ibkr_assets.domain.quality import (
+    GATE_DESCRIPTIONS,
+    GATES,
+    validation_report,
+    window_report,
+)
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.partitions import strategy_partitions
 from ibkr_assets.resources.io_manager import latest_materializations
 from ibkr_assets.resources.lineage import LineageResource
+from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.strategies.config import StrategyConfig
 
 
@@ -50,17 +56,29 @@ def quality_check_results(
     strategy: StrategyConfig,
     max_stale_sessions: int,
     lineage: LineageResource,
+    mlflow: MlflowResource,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """Each gate's verdict for each partition, aimed at the materialization just stored; each
-    partition's report as a lineage row. A partition without bars (its source failed) fails
-    ``required_columns`` with the source's error; a market-closed one is not checked."""
+    partition's report as a lineage row, and as a validation report (every gate, pass or fail,
+    the bars that failed) in its MLflow run with a ``validation`` artifact row. A partition
+    without bars (its source failed) fails ``required_columns`` with the source's error; a
+    market-closed one is not checked."""
     strategy_id, calendar = strategy.id, strategy.schedule.calendar
     asset_key = dg.AssetKey([strategy_id, "market_data"])
-    step = Step.open(context, strategy_id, "market_data", None, lineage, step="market_data_quality")
+    step = Step.open(context, strategy_id, "market_data", None, lineage, mlflow,
+                     step="market_data_quality")  # fmt: skip
     stored = latest_materializations(context.instance, asset_key, list(market_data))
     failed_by_gate: dict[str, int] = dict.fromkeys(GATES, 0)
+    reports = {
+        key: window_report(window, calendar=calendar, max_stale_sessions=max_stale_sessions)
+        for key, window in market_data.items()
+    }
+    documents = {key: validation_report(w, reports[key], key) for key, w in market_data.items()}
+    step.mlflow_runs({k: d["symbol"] for k, d in documents.items() if d is not None})
     for key, window in market_data.items():
-        report = window_report(window, calendar=calendar, max_stale_sessions=max_stale_sessions)
+        report = reports[key]
+        if documents[key] is not None:
+            step.validation_report(key, documents[key])
         target = _target(stored.get(key), context.run.run_id)
         if isinstance(window, Skipped):
             failed_by_gate["required_columns"] += 1

@@ -10,13 +10,17 @@ run. ``records_failures`` wraps every asset: each output gets each partition's o
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
+import pandas as pd
 
+from ibkr_assets.assets import debug_info
 from ibkr_assets.domain.skipped import Skipped
 from ibkr_assets.resources.lineage import (
     LineageResource,
@@ -31,6 +35,13 @@ if TYPE_CHECKING:
     from ibkr_assets.tracking.mlflow_tracker import MlflowTracker
 
 V = TypeVar("V")
+DEBUG_STEP_FIELDS = ("strategy_id", "step_name", "execution_id", "run_id", "code_version")
+VALIDATION_REPORT = "validation_report.json"  # the quality gates' report in a partition's run
+
+
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as JSON with sorted keys and a fixed layout: equal values, equal bytes."""
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
 @dataclass
@@ -43,6 +54,7 @@ class Step:
     object_store: ObjectStoreResource | None  # None: a step that stores no objects (checks)
     recorder: StepRecorder
     tracker: MlflowTracker | None = None  # for steps that log to MLflow
+    debug: bool = False  # debug mode: inputs and outputs logged, samples and info in MLflow
 
     @classmethod
     def open(
@@ -61,7 +73,7 @@ class Step:
         asset's name, ``asset_key`` the asset when the step makes several."""
         recorder = lineage.recorder(context, step or name, strategy_id, asset_key)
         tracker = mlflow.get_tracker() if mlflow is not None else None
-        return cls(context, strategy_id, name, object_store, recorder, tracker)
+        return cls(context, strategy_id, name, object_store, recorder, tracker, lineage.debug)
 
     @property
     def keys(self) -> list[str]:
@@ -86,25 +98,63 @@ class Step:
         output_data: dict[str, Any] | None = None,
         links: dict[str, Any] | None = None,
         ref: dict[str, str] | None = None,
+        sample: pd.DataFrame | None = None,
         **row: Any,
     ) -> dict[str, str]:
         """``key``'s lineage row for ``value``: ``output_data``, then the stored object, then
         ``links`` (MLflow runs); ``row`` holds ``metadata``, ``error``, ``duration_ms``.
+        ``sample``: the step's data for the partition, sampled in debug mode.
         Returns the object's reference (``ref``, when already known)."""
         ref = ref or self.ref(key, value)
         output = {**(output_data or {}), "object": ref, **(links or {})}
-        self.recorder.add(key, status=status, input_data=input_data, output_data=output, **row)
+        self.row(key, status=status, input_data=input_data, output_data=output, sample=sample,
+                 **row)  # fmt: skip
         return ref
 
     def record_error(self, key: str, input_data: dict[str, Any], error: str, **row: Any) -> None:
         """``key``'s ``error`` row: no object."""
         self.row(key, status="error", input_data=input_data, output_data={}, error=error, **row)
 
-    def row(self, key: str, *, status: str, input_data: dict, output_data: dict, **row: Any):
+    def row(
+        self,
+        key: str,
+        *,
+        status: str,
+        input_data: dict,
+        output_data: dict,
+        sample: pd.DataFrame | None = None,
+        **row: Any,
+    ):
         """``key``'s lineage row when it points at no object (``row``: ``metadata``, ``error``,
-        ``duration_ms``)."""
+        ``duration_ms``); in debug mode also its DEBUG log line and MLflow attachments."""
         self.recorder.add(key, status=status, input_data=input_data, output_data=output_data,
                           **row)  # fmt: skip
+        if self.debug:
+            self._debug(key, status, input_data, output_data, sample, row.get("duration_ms"))
+
+    def _debug(self, key, status, input_data, output_data, sample, duration_ms) -> None:
+        """Debug mode: the step's inputs and outputs at DEBUG; in the partition's MLflow run (for
+        steps that log to MLflow, per symbol partition) ``debug/{step}_sample.csv`` from
+        ``sample`` and ``debug/{step}_info.json`` (``assets.debug_info``)."""
+        self.context.log.debug(f"{self.recorder.step} {key} [{status}] inputs: "
+                               f"{debug_info.brief(input_data)}")  # fmt: skip
+        self.context.log.debug(f"{self.recorder.step} {key} [{status}] outputs: "
+                               f"{debug_info.brief(output_data)}")  # fmt: skip
+        _, sep, symbol = key.partition("|")
+        if self.tracker is None or not sep:
+            return
+        run_id = self.mlflow_run(key, symbol)
+        step = self.recorder.step
+        if sample is not None and len(sample):
+            self.tracker.log_bytes(run_id, f"debug/{step}_sample.csv",
+                                   debug_info.sample_csv(sample))  # fmt: skip
+        ran = {k: self.recorder.base[k] for k in DEBUG_STEP_FIELDS}
+        info = debug_info.debug_info(
+            {**ran, "partition_key": key, "status": status},
+            {"partition_ms": duration_ms, "step_elapsed_ms": self.recorder.elapsed_ms()},
+            {"inputs": input_data, "outputs": output_data},
+        )
+        self.tracker.log_bytes(run_id, f"debug/{step}_info.json", info)
 
     def skip(self, key: str, skipped: Skipped, input_data: dict[str, Any], **row: Any) -> Skipped:
         """Pass ``skipped`` through as ``key``'s value, recorded with its own status."""
@@ -126,6 +176,41 @@ class Step:
             execution_id=self.recorder.base["execution_id"],
             dagster_run_id=self.context.run.run_id,
         )
+
+    def mlflow_runs(self, partitions: dict[str, str]) -> dict[str, str]:
+        """The MLflow runs of ``{partition_key: symbol}`` in this execution, made at once."""
+        if not partitions:
+            return {}
+        return self.tracker.runs_for_partitions(
+            strategy_id=self.strategy_id,
+            partitions=partitions,
+            execution_id=self.recorder.base["execution_id"],
+            dagster_run_id=self.context.run.run_id,
+        )
+
+    def attach(
+        self, key: str, symbol: str, path: str, data: bytes, *, name: str, type: str, **fields: Any
+    ) -> dict[str, str]:
+        """``data`` as the artifact ``path`` of ``key``'s MLflow run, and its artifact row
+        (``type``, ``name``, ``fields``) pointing at it; returns its URI and sha256."""
+        run_id = self.mlflow_run(key, symbol)
+        self.tracker.log_bytes(run_id, path, data)
+        ref = {"uri": self.tracker.artifact_uri(run_id, path),
+               "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+        self.artifact(key, ref, name=name, type=type, **fields,
+                      **self.mlflow_fields(run_id, symbol))  # fmt: skip
+        return ref
+
+    def validation_report(self, key: str, report: dict[str, Any]) -> dict[str, str]:
+        """``key``'s quality-gate report (``domain.quality.validation_report``) as
+        ``validation_report.json`` in its MLflow run and a ``validation`` artifact row. The
+        bytes are canonical JSON of the report alone, so a rerun on the same bars stores the
+        same bytes."""
+        symbol, day = report["symbol"], report["date"]
+        failed = [g["name"] for g in report["gates"] if not g["passed"]]
+        return self.attach(key, symbol, VALIDATION_REPORT, canonical_json(report),
+                           name=f"{symbol} Validation Report {day}", type="validation",
+                           metadata={"passed": report["passed"], "failed_gates": failed})  # fmt: skip
 
     def mlflow_fields(self, run_id: str, symbol: str) -> dict[str, str]:
         """An artifact row's MLflow run and experiment."""

@@ -54,6 +54,7 @@ class GateResult:
     passed: bool
     detail: str
     examples: list[str] = field(default_factory=list)
+    rows: tuple[int, ...] = ()  # positions of the failing bars in the window (row gates only)
 
     def to_record(self) -> dict[str, Any]:
         """The gate as its lineage row shows it."""
@@ -133,6 +134,63 @@ def validate_window(
     )
 
 
+def validation_report(
+    window: MarketDataWindow | Skipped, report: QualityReport | None, partition_key: str
+) -> dict[str, Any] | None:
+    """The partition's validation report: each gate with its verdict and the bars that failed
+    it (at most ``MAX_REPORTED_ROWS`` per gate, with their count). A pure function of the window
+    and its verdict (no clock), so a rerun on the same bars gives the same report. None for a
+    market-closed partition (nothing was checked)."""
+    common = {"partition_key": partition_key, "symbol": window.symbol,
+              "date": window.as_of.isoformat()}  # fmt: skip
+    if isinstance(window, Skipped):
+        gates = [{"name": GATES[0], "description": GATE_DESCRIPTIONS[GATES[0]], "passed": False,
+                  "detail": f"no bars to check: {window.reason}", "failed_row_count": 0,
+                  "failed_rows": [], "examples": []}]  # fmt: skip
+        return {**common, "source": None, "bars_checked": 0, "passed": False, "gates": gates}
+    if report is None:
+        return None
+    bars = window.bars
+    return {
+        **common,
+        "source": window.source,
+        "bars_checked": int(len(bars)),
+        "passed": report.passed,
+        "gates": [
+            {
+                "name": gate.name,
+                "description": GATE_DESCRIPTIONS[gate.name],
+                "passed": gate.passed,
+                "detail": gate.detail,
+                "failed_row_count": len(gate.rows),
+                "failed_rows": [_bar_record(bars, i) for i in gate.rows[:MAX_REPORTED_ROWS]],
+                "examples": list(gate.examples),
+            }
+            for gate in report.gates
+        ],
+    }
+
+
+MAX_REPORTED_ROWS = 50
+
+
+def _bar_record(bars: pd.DataFrame, position: int) -> dict[str, Any]:
+    """One bar as JSON values: its position in the window, ISO date, numbers (None if missing)."""
+    row = bars.iloc[position]
+    out: dict[str, Any] = {"row": int(position)}
+    for column in BAR_COLUMNS:
+        value = row[column] if column in row.index else None
+        if value is None or pd.isna(value):
+            out[column] = None
+        elif column == "date":
+            out[column] = pd.Timestamp(value).date().isoformat()
+        elif column == "volume":
+            out[column] = int(value) if float(value).is_integer() else float(value)
+        else:
+            out[column] = float(value)
+    return out
+
+
 def _rows(bars: pd.DataFrame, mask: pd.Series) -> list[str]:
     hits = bars.loc[mask, "date"].head(_MAX_EXAMPLES)
     return [f"row {i}: {'NaT' if pd.isna(d) else d.date().isoformat()}" for i, d in hits.items()]
@@ -142,7 +200,8 @@ def _gate(name: str, bars: pd.DataFrame, bad: pd.Series, what: str) -> GateResul
     count = int(bad.sum())
     if count == 0:
         return GateResult(name, True, "ok")
-    return GateResult(name, False, f"{count} row(s) {what}", _rows(bars, bad))
+    positions = tuple(int(i) for i in np.flatnonzero(np.asarray(bad, dtype=bool)))
+    return GateResult(name, False, f"{count} row(s) {what}", _rows(bars, bad), positions)
 
 
 def _no_nulls(bars: pd.DataFrame) -> GateResult:
@@ -152,7 +211,7 @@ def _no_nulls(bars: pd.DataFrame) -> GateResult:
         return result
     per_column = {c: int(n) for c, n in nulls.sum().items() if n}
     cols = ", ".join(f"{c}={n}" for c, n in per_column.items())
-    return GateResult(result.name, False, f"{result.detail} ({cols})", result.examples)
+    return GateResult(result.name, False, f"{result.detail} ({cols})", result.examples, result.rows)
 
 
 # The price gates work on NumPy arrays: they run for every partition, twice (market_data's

@@ -39,6 +39,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     lineage = LineageResource(
         database_url=_secret("IBKR_ASSETS_DATABASE_URL", settings.lineage_url),
         viewer_url=settings.viewer_url,
+        debug=settings.debug,
     )
     return {
         "object_store": object_store,

@@ -22,6 +22,7 @@ from pydantic import PrivateAttr
 from ibkr_assets.domain.steps import step_number
 from ibkr_assets.errors import describe_exception
 from ibkr_assets.partitions import split_any
+from ibkr_assets.storage.engines import log_statements
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.storage.records import ArtifactRecord, LineageRecord
 
@@ -31,10 +32,14 @@ class LineageResource(dg.ConfigurableResource):
 
     database_url: str = "sqlite:///.ibkr_assets/lineage.db"
     viewer_url: str | None = None  # ``ibkr-assets serve``'s address: materializations link to it
+    # Debug mode (IBKR_ASSETS_DEBUG): SQL statements and each step's inputs and outputs at DEBUG,
+    # data samples and debug info in the partition's MLflow run (``assets.step.Step``).
+    debug: bool = False
 
     _store: LineageStore | None = PrivateAttr(default=None)
 
     def get_store(self) -> LineageStore:
+        log_statements(self.debug)
         if self._store is None:
             store = LineageStore(self.database_url)
             store.create_schema()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from ibkr_assets.redaction import redact_text
+
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
+_sql_log = logging.getLogger("ibkr_assets.sql")
+_logging_statements = False
+_SHOWN_PARAMETERS = 300  # characters of a statement's parameters shown in its log line
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -26,6 +32,7 @@ def engine_for(url: str) -> sa.Engine:
             engine = sa.create_engine(url, **kwargs)
             if url.startswith("sqlite"):
                 _enable_sqlite_wal(engine)
+            _log_statements_of(engine)
             _engines[url] = engine
         return engine
 
@@ -49,6 +56,33 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def log_statements(on: bool) -> None:
+    """Log each SQL statement of the project's engines (all of ``engine_for``'s) at DEBUG on the
+    ``ibkr_assets.sql`` logger, passwords and secret parameters masked (debug mode)."""
+    global _logging_statements
+    _logging_statements = on
+    _sql_log.setLevel(logging.DEBUG if on else logging.NOTSET)
+    if on and not _sql_log.handlers:  # shown on stderr (a run's compute logs) as well
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        _sql_log.addHandler(handler)
+
+
+def _log_statements_of(engine: sa.Engine) -> None:
+    database = redact_text(f"{engine.dialect.name}:{engine.url.database or ''}")
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _log(_conn, _cursor, statement, parameters, _context, executemany):
+        if not (_logging_statements and _sql_log.isEnabledFor(logging.DEBUG)):
+            return
+        shown = repr(parameters)
+        if len(shown) > _SHOWN_PARAMETERS:
+            shown = shown[:_SHOWN_PARAMETERS] + f"... ({len(shown)} characters)"
+        many = " (executemany)" if executemany else ""
+        _sql_log.debug("SQL %s%s: %s -- parameters: %s", database, many,
+                       redact_text(" ".join(statement.split())), redact_text(shown))  # fmt: skip
 
 
 def _enable_sqlite_wal(engine: sa.Engine) -> None:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 LINEAGE_STATUSES: tuple[str, ...] = ("success", "error", "market_closed", "blocked")
-ARTIFACT_TYPES: tuple[str, ...] = ("market_data", "chart", "llm", "signal", "order", "portfolio")
+ARTIFACT_TYPES: tuple[str, ...] = (
+    "market_data", "chart", "llm", "signal", "order", "portfolio", "validation",
+)  # fmt: skip
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 

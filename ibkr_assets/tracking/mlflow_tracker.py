@@ -336,6 +336,18 @@ class MlflowTracker:
                 local.write_bytes(data)
                 repo.log_artifact(str(local), parent)
 
+    def artifact_uri(self, run_id: str, artifact_path: str) -> str:
+        """Where the artifact ``artifact_path`` of ``run_id`` is (or will be) stored."""
+        path = _artifact_path(artifact_path)
+        with self._lock:
+            root = self._artifact_uris.get(run_id)
+        if root is None:
+            with self._guard(f"getting run {run_id}"):
+                root = self.client.get_run(run_id).info.artifact_uri
+            with self._lock:
+                self._artifact_uris[run_id] = root
+        return f"{root.rstrip('/')}/{path}"
+
     def log_text(self, run_id: str, artifact_path: str, text: str) -> None:
         """Store ``text`` (UTF-8) as the artifact ``artifact_path`` (e.g. ``prompt.txt``)."""
         self.log_bytes(run_id, artifact_path, text.encode("utf-8"))

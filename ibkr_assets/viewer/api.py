@@ -39,7 +39,7 @@ Ident = Annotated[str, Path(min_length=1, max_length=255)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=18, description="next_cursor of the last page")]
 OptText = Annotated[str | None, Query(max_length=255)]
-ArtifactType = Literal["market_data", "chart", "llm", "signal", "order", "portfolio"]
+ArtifactType = Literal["market_data", "chart", "llm", "signal", "order", "portfolio", "validation"]
 assert set(ArtifactType.__args__) == set(ARTIFACT_TYPES)  # type: ignore[attr-defined]
 
 

@@ -46,7 +46,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
             "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
 MAX_ROWS = 1000  # lineage cards on one page (filter by partition for more)
 ARTIFACTS_PAGE = 200
-TYPES = ("market_data", "chart", "llm", "signal", "order", "portfolio")
+TYPES = ("market_data", "chart", "llm", "signal", "order", "portfolio", "validation")
 STEP_TITLES = {
     "market_data": "Market data", "market_data_quality": "Data quality", "indicators": "Indicators",
     "daily_chart": "Daily chart", "weekly_chart": "Weekly chart", "llm_analysis": "Analysis",
