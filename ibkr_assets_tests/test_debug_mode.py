@@ -114,7 +114,9 @@ def test_debug_mode_attaches_samples_and_debug_info_and_logs_sql_without_secrets
     assert result.success
 
     lineage = LineageStore(url)
-    (validation,) = lineage.artifact_rows(partition_key=KEY, type="validation")
+    (validation,) = lineage.artifact_rows(  # the database is the session's: this run's row
+        partition_key=KEY, type="validation", execution_id=result.run_id
+    )
     run_id = validation["mlflow_run_id"]
     client = _mlflow(tmp_path)
     paths = _artifact_paths(client, run_id)
@@ -178,3 +180,19 @@ def test_without_debug_no_sql_is_logged(deployment, instance, tmp_path, caplog):
     assert not [r for r in caplog.records if r.name == "ibkr_assets.sql"]
     logs = [e.user_message for e in instance.all_logs(instance.get_runs()[0].run_id)]
     assert not any("[success] inputs:" in m for m in logs)
+
+
+def test_mlflow_down_leaves_market_data_stored_and_says_the_reports_are_missing(
+    deployment, instance, tmp_path, monkeypatch
+):
+    from ibkr_assets_tests.conftest import free_port
+
+    deployment(DEBUG="true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # MLflow is down
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
+    assert result.success
+    assert _lineage(tmp_path).artifact_rows(type="validation") == []
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any(m.startswith("validation reports not stored in MLflow: ") for m in logs)

@@ -73,12 +73,11 @@ def quality_check_results(
         key: window_report(window, calendar=calendar, max_stale_sessions=max_stale_sessions)
         for key, window in market_data.items()
     }
-    documents = {key: validation_report(w, reports[key], key) for key, w in market_data.items()}
-    step.mlflow_runs({k: d["symbol"] for k, d in documents.items() if d is not None})
+    step.validation_reports(
+        {key: validation_report(w, reports[key], key) for key, w in market_data.items()}
+    )
     for key, window in market_data.items():
         report = reports[key]
-        if documents[key] is not None:
-            step.validation_report(key, documents[key])
         target = _target(stored.get(key), context.run.run_id)
         if isinstance(window, Skipped):
             failed_by_gate["required_columns"] += 1

@@ -30,6 +30,7 @@ from ibkr_assets.resources.lineage import (
 )
 from ibkr_assets.resources.mlflow import MlflowResource
 from ibkr_assets.resources.object_store import ObjectStoreResource, object_ref
+from ibkr_assets.tracking.mlflow_tracker import TrackingError
 
 if TYPE_CHECKING:
     from ibkr_assets.tracking.mlflow_tracker import MlflowTracker
@@ -141,8 +142,16 @@ class Step:
         self.context.log.debug(f"{self.recorder.step} {key} [{status}] outputs: "
                                f"{debug_info.brief(output_data)}")  # fmt: skip
         _, sep, symbol = key.partition("|")
-        if self.tracker is None or not sep:
+        if self.tracker is None or not sep or self.tracker.unreachable:
             return
+        try:
+            self._debug_attachments(key, symbol, status, input_data, output_data, sample,
+                                    duration_ms)  # fmt: skip
+        except TrackingError as exc:  # debug mode never changes what a run does
+            self.context.log.warning(f"debug attachments of {key} not stored in MLflow: {exc}")
+
+    def _debug_attachments(self, key, symbol, status, input_data, output_data, sample,
+                           duration_ms) -> None:  # fmt: skip
         run_id = self.mlflow_run(key, symbol)
         step = self.recorder.step
         if sample is not None and len(sample):
@@ -201,11 +210,23 @@ class Step:
                       **self.mlflow_fields(run_id, symbol))  # fmt: skip
         return ref
 
+    def validation_reports(self, reports: dict[str, dict[str, Any] | None]) -> None:
+        """Each partition's quality-gate report (``domain.quality.validation_report``; None:
+        nothing was checked) in its MLflow run, with its ``validation`` artifact row. MLflow
+        being unreachable is a warning, not the step's failure: the data is stored and the gates'
+        verdicts are in the lineage rows and asset checks."""
+        todo = {key: report for key, report in reports.items() if report is not None}
+        try:
+            self.mlflow_runs({key: report["symbol"] for key, report in todo.items()})
+            for key, report in todo.items():
+                self.validation_report(key, report)
+        except TrackingError as exc:
+            self.context.log.warning(f"validation reports not stored in MLflow: {exc}")
+
     def validation_report(self, key: str, report: dict[str, Any]) -> dict[str, str]:
-        """``key``'s quality-gate report (``domain.quality.validation_report``) as
-        ``validation_report.json`` in its MLflow run and a ``validation`` artifact row. The
-        bytes are canonical JSON of the report alone, so a rerun on the same bars stores the
-        same bytes."""
+        """``key``'s quality-gate report as ``validation_report.json`` in its MLflow run and a
+        ``validation`` artifact row. The bytes are canonical JSON of the report alone, so a
+        rerun on the same bars stores the same bytes."""
         symbol, day = report["symbol"], report["date"]
         failed = [g["name"] for g in report["gates"] if not g["passed"]]
         return self.attach(key, symbol, VALIDATION_REPORT, canonical_json(report),
