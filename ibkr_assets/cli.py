@@ -6,6 +6,9 @@ the portfolio and where the results, lineage rows and artifacts are. ``ibkr-asse
 does the same for a date range of one strategy, as one fast run with a progress bar.
 ``ibkr-assets verify`` checks that a strategy's record for a date range is true.
 ``ibkr-assets serve`` serves the read-only lineage and decision viewer.
+
+Longer than most modules: four commands share their argument checks and the summaries they
+print; the work itself lives in the modules they call.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ call's time budget running out, exhausted retries) ends as a fail-closed HOLD wi
 a decision made on anything else is taken again by a later run. The rules
 analyst is the offline default and says it is not an LLM; ``OpenAIAnalyst`` talks to OpenAI
 or any OpenAI-compatible server (vLLM, Ollama, LM Studio) through ``base_url``.
+
+Longer than most modules: both analysts share the one parser and its fail-closed contract.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Safety, in the order ``place_bracket`` applies it:
 2. Live trading is an explicit opt-in (``live=True``) with pre-trade limits (max notional and
    max position), refuses sessions in the past, and paper mode refuses a live account.
 3. Every refusal and every IBKR failure is a ``BrokerError`` that says what to do.
+
+Longer than most modules: the safety sequence below is one unit, and splitting it would hide
+the order in which the checks run.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ row. There is no buying-power check: sizing (``domain.sizing``) limits what is s
 ``sync`` never revisits a bar. An order placed for session D after the symbol was already
 synced past D (a late backfill) can first fill on the next bar not yet synced; place D's orders
 before syncing bars dated after D.
+
+Longer than most modules: an account's whole order lifecycle runs in transactions this class
+owns; the fill model itself is pure, in ``domain/paper_fills.py``.
 """
 
 from __future__ import annotations

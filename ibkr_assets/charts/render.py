@@ -8,6 +8,9 @@ metadata), so a chart can be content-addressed and compared across runs.
 A chart costs about half a second of CPU in matplotlib, so ``render_many`` spreads a batch
 over processes. matplotlib and mplfinance are imported inside the functions that draw: they
 take over a second to import, which callers that never draw should not pay.
+
+Longer than most modules: the panels of one chart and the process pool that draws a batch share
+the same figure settings.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ cumulative sum and a multiply over one stacked array. The powers are centred (se
 ``_recurrence_tables``) to stay well inside float64 range; a series longer than one table is
 solved in segments, each continuing from the last value of the one before. The running sums
 behind the SMAs and Bollinger Bands are rows of the same stack with ``d = 1``.
+
+Longer than most modules: every indicator shares the recurrence solver and TA-Lib's warm-up
+rules, which read best next to the indicators that use them.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ Definitions (the README's portfolio section states them for users):
   risk statistics are computed on its value series.
 
 Every float in a result is finite: what cannot be computed is None.
+
+Longer than most modules: the statistics share one equity series and the definitions above;
+split, the definitions and their code would drift apart.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ with ``readonly=False``. Two ib_async facts shape them:
   ``reqExecutions`` (fills): ``find_by_ref`` asks all three.
 
 ib_async is imported lazily (it costs about 0.3 s), so importing this module stays cheap.
+
+Longer than most modules: it is the one boundary to ib_async, kept in one place on purpose.
 """
 
 from __future__ import annotations

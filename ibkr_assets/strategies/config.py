@@ -4,6 +4,9 @@ Each strategy's ``id`` becomes its asset key prefix and group name, so ids are s
 Every field is checked here (unknown keys included: a typo must not silently fall back to a
 default), and every problem is reported on its own line naming the file, the strategy and the
 field. Secrets never live in this file: API keys and passwords come only from the environment.
+
+Longer than most modules: one model per section of the file, with the messages it reports, so
+the whole file format is read in one place.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ is global state, unsafe when partitions run in threads or one process handles se
 
 ``mlflow`` is imported lazily: importing it takes seconds, and most code paths that import this
 module (loading the Dagster definitions) never log anything.
+
+Longer than most modules: it is the one place that talks to MLflow (store set-up, runs,
+artifacts, bounded retries), so no other module touches MLflow's client.
 """
 
 from __future__ import annotations

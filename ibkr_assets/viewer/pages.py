@@ -6,6 +6,8 @@ execution and ``/artifacts/{id}``, ``/decisions/{strategy}/{date}/{symbol}`` the
 statistics, ``/docs`` the API described without a CDN. Every stored text is untrusted: the
 templates escape everything (no ``|safe`` on data), pages carry a Content-Security-Policy that
 allows only this server's own script, styles and images, and values pass through ``redact``.
+
+Longer than most modules: one short route per page over the same context and page helpers.
 """
 
 from __future__ import annotations
