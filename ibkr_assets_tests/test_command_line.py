@@ -44,8 +44,9 @@ def test_demo_materializes_and_prints_where_everything_is(tmp_path):
     assert len(signal_lines) == 2
     assert all(any(a in line for a in ("BUY", "SELL", "HOLD")) for line in signal_lines)
     assert f"{tmp_path / 'home' / 'objects'}" in out
-    # 2 partitions x 8 steps + 2 portfolio snapshots; 2 x 6 artifacts + 2 portfolio artifacts
-    assert "18 workflow_lineage rows and 14 artifacts rows" in out
+    # 2 partitions x 8 steps + 2 portfolio snapshots; 2 x 7 artifacts (a validation report
+    # each) + 2 portfolio artifacts
+    assert "18 workflow_lineage rows and 16 artifacts rows" in out
     assert re.search(
         r"Portfolio \d{4}-\d\d-\d\d .*: equity [\d,.]+ = cash [\d,.]+ \+ positions", out
     )
