@@ -33,19 +33,25 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _backfill(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+def _backfill(
+    tmp_path: Path, *args: str, progress: bool = False, **extra: str
+) -> subprocess.CompletedProcess:
+    quiet = [] if progress else ["--no-progress"]
     return run_command(
-        [str(BIN / "ibkr-assets"), "backfill", "--no-progress", *args],
+        [str(BIN / "ibkr-assets"), "backfill", *quiet, *args],
         cwd=tmp_path, env={**_env(tmp_path), **extra}, timeout=600,
     )  # fmt: skip
 
 
 def test_project_backfill_runs_the_whole_graph_as_one_run_and_summarizes(tmp_path):
     done = _backfill(
-        tmp_path, "--start", "2025-03-13", "--end", "2025-03-14", "--symbols", "AAPL,MSFT"
-    )
+        tmp_path, "--start", "2025-03-13", "--end", "2025-03-14", "--symbols", "AAPL,MSFT",
+        progress=True,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
+    # the progress bar counts every materialization: 2 x 2 partitions x 7 assets + 2 portfolio
+    assert re.search(r"\b30/30 \[", done.stderr), done.stderr[-500:]
     assert "2 days (2 sessions) x 2 symbols as one run" in out
     assert "momentum_workflow_job [AAPL, MSFT]: run" in out
     assert "momentum_portfolio_job [portfolio]: run" in out
