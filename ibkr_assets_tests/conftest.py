@@ -16,6 +16,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +50,11 @@ def _no_leaked_dagster_instance() -> Iterator[None]:
     assert DefsStateStorage.get() is before, "a Dagster instance was entered and not exited"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database for this test session."""
-    name = f"ibkr_assets_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database named ``{prefix}_<random>``, dropped afterwards
+    (even with connections left open, or refused: a fault test may forbid them)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -60,16 +62,23 @@ def postgres_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         _postgres_missing(str(exc).splitlines()[0])
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
     try:
-        yield url.render_as_string(hide_password=False)
+        yield sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
     finally:
         from ibkr_assets.storage.engines import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for this test session."""
+    with fresh_database("ibkr_assets_test") as url:
+        yield url
 
 
 @pytest.fixture

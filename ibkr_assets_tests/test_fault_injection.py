@@ -36,7 +36,7 @@ from ibkr_assets.storage.order_records import order_records
 from ibkr_assets.storage.trading_tables import orders
 from ibkr_assets_tests import cli_runner
 from ibkr_assets_tests.book import STRATEGY, Home, reference_book
-from ibkr_assets_tests.conftest import PG_ADMIN_URL, MlflowServer, _postgres_missing, free_port
+from ibkr_assets_tests.conftest import PG_ADMIN_URL, MlflowServer, free_port, fresh_database
 from ibkr_assets_tests.openai_stub import (
     StubReply,
     answer,
@@ -290,24 +290,8 @@ def forward() -> Iterator[Callable[[str], Forwarder]]:
 @pytest.fixture
 def fault_db() -> Iterator[str]:
     """A PostgreSQL database of the test's own (its connections are terminated on purpose)."""
-    name = f"ibkr_fault_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        _postgres_missing(str(exc).splitlines()[0])
-    try:
-        yield sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        from ibkr_assets.storage.engines import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("ibkr_fault") as url:
+        yield url
 
 
 # --- 1. the S3 endpoint stops mid-range ---------------------------------------------------------
