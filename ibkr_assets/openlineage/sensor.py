@@ -13,7 +13,6 @@ from collections.abc import Mapping
 import dagster as dg
 
 from ibkr_assets.errors import describe_exception
-from ibkr_assets.openlineage.export import export_lineage, upstream_steps
 from ibkr_assets.resources.lineage import LineageResource
 
 SWITCHES = ("OPENLINEAGE_URL", "OPENLINEAGE__TRANSPORT__TYPE", "OPENLINEAGE_CONFIG")
@@ -38,7 +37,11 @@ def build_openlineage_sensor(namespace: str) -> dg.SensorDefinition:
         """Sends the OpenLineage events of every run that ended since the cursor (each step and
         partition: START, then COMPLETE or FAIL) to the transport the client is configured
         with; the cursor moves past what the transport accepted, and nothing further."""
+        # Imported here: the client costs a few tenths of a second, and every process that
+        # loads the definitions (runs, workers, the UI) would pay it with the sensor stopped.
         from openlineage.client import OpenLineageClient
+
+        from ibkr_assets.openlineage.export import export_lineage, upstream_steps
 
         try:
             client = OpenLineageClient()
