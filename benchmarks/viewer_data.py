@@ -440,9 +440,9 @@ def _book(ex: _Execution, p: _Partition, outputs: dict, clock: dt.datetime, out:
 
 def create_tables(url: str) -> None:
     """The project's tables and indexes, created by its own code."""
-    from ibkr_assets.monitoring.run_failures import RunFailureStore
     from ibkr_assets.storage.lineage_store import LineageStore
     from ibkr_assets.storage.order_records import OrderRecords
+    from ibkr_assets.storage.run_failure_store import RunFailureStore
     from ibkr_assets.storage.trading_tables import create_trading_schema
     from ibkr_assets.storage.verification_runs import verification_runs
 

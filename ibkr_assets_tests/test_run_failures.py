@@ -20,14 +20,14 @@ import dagster as dg
 import pytest
 
 from ibkr_assets.monitoring.run_failures import (
-    RunFailureStore,
     build_run_failure_sensor,
     notify_webhook,
     partition_key_from_tags,
-    run_failures,
     safe_webhook_url,
     strategy_of_step,
 )
+from ibkr_assets.storage.run_failure_store import RunFailureStore
+from ibkr_assets.storage.tables import run_failures
 from ibkr_assets_tests.helpers import job_name, run_partitions
 from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ibkr_assets.monitoring.run_failures import run_failures
 from ibkr_assets.storage.order_records import order_records
+from ibkr_assets.storage.tables import run_failures
 from ibkr_assets.storage.trading_tables import (
     fills,
     order_events,
