@@ -19,7 +19,7 @@ from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig, history_duration
 from ibkr_assets.ibkr.bar_source import IbkrBarSource
 from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
 from ibkr_assets.sources.base import BarSource, SourceUnavailableError, UnknownSymbolError
-from ibkr_assets_tests.fakes.fake_ib import (
+from ibkr_assets_tests.fakes.ib import (
     CONNECTIVITY_LOST,
     DURATION_IN_YEARS,
     PACING_VIOLATION,

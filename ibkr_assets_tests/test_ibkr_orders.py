@@ -26,7 +26,7 @@ from ibkr_assets.domain.orders import (
     order_ref,
 )
 from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig, ReadonlySessionError
-from ibkr_assets_tests.fakes.fake_ib import ORDER_REJECTED, FakeIB
+from ibkr_assets_tests.fakes.ib import ORDER_REJECTED, FakeIB
 
 AAPL_CON_ID = 265598
 SESSION = dt.date(2024, 3, 15)

@@ -15,7 +15,7 @@ from ibkr_assets.ibkr.adapter import IbkrAdapter, IbkrConfig
 from ibkr_assets.resources.broker import BrokerResource, current_session
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.fakes.fake_ib import FakeIB
+from ibkr_assets_tests.fakes.ib import FakeIB
 from ibkr_assets_tests.helpers import job_name, run_partitions
 from ibkr_assets_tests.openai_stub import answer, start_openai_stub
 

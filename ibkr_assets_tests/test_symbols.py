@@ -25,7 +25,7 @@ from ibkr_assets.symbols import (
     resolver_for,
     symbols,
 )
-from ibkr_assets_tests.fakes.fake_ib import FakeIB
+from ibkr_assets_tests.fakes.ib import FakeIB
 from ibkr_assets_tests.test_ibkr_adapter import CONFIG
 from ibkr_assets_tests.test_lineage_store import ddl_shapes, schemas  # noqa: F401
 
