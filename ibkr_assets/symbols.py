@@ -1,35 +1,28 @@
-"""The ``symbols`` table: which tickers are real, cached as symbol -> contract id, exchange, name.
+"""Symbol resolution: which tickers are real, cached in the ``symbols`` table.
 
 A symbol is checked once, before it becomes a partition: through the IBKR adapter when IBKR is
 configured (``resolve_with_ibkr``: the qualified contract gives conId, primary exchange and
 currency, IB's symbol search gives the name), otherwise against the market-data source
 (``resolve_with_source``: the source must know the symbol; it has no contract id). The answer is
-cached in ``symbols``, so a known symbol never costs another lookup. An unknown symbol raises
-``UnknownSymbolError`` with a message naming the symbol and where it was looked for, and is
-never saved. ``resolve_symbols`` does all of that for a list of symbols; ``resolver_for`` picks
-the resolver (IBKR or the source).
-
-Strings that are not known (a source has no exchange or name) are stored as ``""``.
+cached in ``symbols`` (``storage/symbol_registry.py``), so a known symbol never costs another
+lookup. An unknown symbol raises ``UnknownSymbolError`` with a message naming the symbol and
+where it was looked for, and is never saved. ``resolve_symbols`` does all of that for a list of
+symbols; ``resolver_for`` picks the resolver (IBKR or the source). ``SymbolInfo`` and the ticker
+rule are in ``domain/symbols.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
 from ibkr_assets.domain.calendar import last_closed_session
+from ibkr_assets.domain.symbols import SYMBOL_MAX, SymbolInfo, is_ticker
 from ibkr_assets.ibkr.bar_source import IbkrBarSource, as_market_data_errors
 from ibkr_assets.ibkr.errors import GatewayUnavailableError, UnknownContractError
 from ibkr_assets.sources.base import BarSource, UnknownSymbolError
-from ibkr_assets.storage.engines import engine_for
-from ibkr_assets.storage.schema import ensure_schema
-from ibkr_assets.storage.tables import SYMBOL_MAX, symbols
+from ibkr_assets.storage.symbol_registry import SymbolRegistry
 
 if TYPE_CHECKING:
     from ibkr_assets.ibkr.adapter import IbkrAdapter
@@ -38,83 +31,17 @@ if TYPE_CHECKING:
 
 IBKR = "ibkr"
 MAX_SUGGESTIONS = 5
-# Tickers such as AAPL, BRK B, BRK.B, BF-B. No "|" (partition keys are DATE|SYMBOL) and no "/"
-# (symbols are folders in object keys).
-_SYMBOL = re.compile(r"^[A-Z0-9]+(?:[.\- ][A-Z0-9]+)*$")
-
-
-@dataclass(frozen=True)
-class SymbolInfo:
-    """What is known about a symbol. ``con_id`` is None unless IBKR resolved it."""
-
-    symbol: str
-    con_id: int | None
-    exchange: str
-    primary_exchange: str
-    currency: str
-    name: str
-    source: str
-
-    def __post_init__(self) -> None:
-        if not _is_ticker(self.symbol):
-            raise ValueError(f"SymbolInfo.symbol must be an upper-case ticker: {self.symbol!r}")
-        if not self.source:
-            raise ValueError(f"SymbolInfo for {self.symbol!r} needs a source")
 
 
 def normalize_symbol(symbol: str) -> str:
     """``symbol`` trimmed and upper-case; ``UnknownSymbolError`` when it cannot be a ticker."""
     ticker = symbol.strip().upper()
-    if not _is_ticker(ticker):
+    if not is_ticker(ticker):
         raise UnknownSymbolError(
             f"unknown symbol {symbol!r}: not a ticker (1 to {SYMBOL_MAX} letters or digits, "
             "optionally joined by '.', '-' or one space)"
         )
     return ticker
-
-
-class SymbolRegistry:
-    """The ``symbols`` table of a database (SQLite or PostgreSQL)."""
-
-    def __init__(self, database_url: str) -> None:
-        self.engine = engine_for(database_url)
-
-    def create_schema(self) -> None:
-        """Create the table if it does not exist (safe to repeat)."""
-        ensure_schema(self.engine)
-
-    def get(self, symbol: str) -> SymbolInfo | None:
-        """The cached entry for ``symbol`` (any case), or None."""
-        return self.get_many([symbol]).get(symbol.strip().upper())
-
-    def get_many(self, wanted: Iterable[str]) -> dict[str, SymbolInfo]:
-        """Cached entries for ``wanted`` (any case), keyed by upper-case symbol; one query."""
-        keys = sorted({s.strip().upper() for s in wanted})
-        if not keys:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(symbols).where(symbols.c.symbol.in_(keys))).mappings()
-            return {row["symbol"]: _info(row) for row in rows}
-
-    def all(self) -> list[SymbolInfo]:
-        """Every cached symbol, in alphabetical order."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(symbols).order_by(symbols.c.symbol)).mappings()
-            return [_info(row) for row in rows]
-
-    def save(self, info: SymbolInfo) -> None:
-        """Insert or replace the entry for ``info.symbol``, stamped with the current time."""
-        values = {**_values(info), "resolved_at": dt.datetime.now(dt.timezone.utc)}
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(symbols)
-            .values(**values)
-            .on_conflict_do_update(
-                index_elements=["symbol"], set_={k: v for k, v in values.items() if k != "symbol"}
-            )
-        )
-        with self.engine.begin() as conn:
-            conn.execute(statement)
 
 
 def resolve_with_ibkr(
@@ -241,10 +168,6 @@ def resolve_strategy_symbols(
     )
 
 
-def _is_ticker(symbol: str) -> bool:
-    return len(symbol) <= SYMBOL_MAX and _SYMBOL.match(symbol) is not None
-
-
 def _suggestions(adapter: IbkrAdapter, ticker: str) -> str:
     """`` IBKR's symbol search suggests: ...`` for stocks matching ``ticker``, or ""."""
     try:
@@ -257,27 +180,3 @@ def _suggestions(adapter: IbkrAdapter, ticker: str) -> str:
         if m["secType"] == "STK"
     ][:MAX_SUGGESTIONS]
     return f" IBKR's symbol search suggests: {'; '.join(found)}" if found else ""
-
-
-def _values(info: SymbolInfo) -> dict[str, object]:
-    return {
-        "symbol": info.symbol,
-        "con_id": info.con_id,
-        "exchange": info.exchange,
-        "primary_exchange": info.primary_exchange,
-        "currency": info.currency,
-        "name": info.name,
-        "source": info.source,
-    }
-
-
-def _info(row: sa.RowMapping) -> SymbolInfo:
-    return SymbolInfo(
-        symbol=row["symbol"],
-        con_id=row["con_id"],
-        exchange=row["exchange"],
-        primary_exchange=row["primary_exchange"],
-        currency=row["currency"],
-        name=row["name"],
-        source=row["source"],
-    )

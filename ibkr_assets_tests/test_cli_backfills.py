@@ -109,7 +109,7 @@ def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
     assert no_such.returncode == 2 and "'nope' is not in the strategies file" in no_such.stderr
     backwards = _backfill(tmp_path, "--start", "2025-03-14", "--end", "2025-03-13")
     assert backwards.returncode == 2 and "is before --start" in backwards.stderr
-    from ibkr_assets.symbols import SymbolRegistry
+    from ibkr_assets.storage.symbol_registry import SymbolRegistry
 
     registry = SymbolRegistry(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
     registry.create_schema()

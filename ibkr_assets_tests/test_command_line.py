@@ -68,7 +68,7 @@ def test_demo_refuses_an_unknown_symbol_before_it_becomes_a_partition(tmp_path):
     )
     assert done.returncode == 2
     assert "strategy 'momentum': unknown symbol 'GOOGG'" in done.stderr
-    from ibkr_assets.symbols import SymbolRegistry
+    from ibkr_assets.storage.symbol_registry import SymbolRegistry
 
     registry = SymbolRegistry(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
     registry.create_schema()

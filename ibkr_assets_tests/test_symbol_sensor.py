@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ibkr_assets.definitions import build_definitions
-from ibkr_assets.symbols import SymbolRegistry
+from ibkr_assets.storage.symbol_registry import SymbolRegistry
 from ibkr_assets_tests.helpers import STRATEGY_ID, add_symbols
 
 

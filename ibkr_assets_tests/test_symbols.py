@@ -9,21 +9,21 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ibkr_assets.domain.symbols import SymbolInfo
 from ibkr_assets.ibkr.adapter import IbkrAdapter
 from ibkr_assets.ibkr.bar_source import IbkrBarSource
 from ibkr_assets.sources.base import SourceUnavailableError, UnknownSymbolError
 from ibkr_assets.sources.csv_folder import CsvFolderSource
 from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.engines import engine_for
+from ibkr_assets.storage.symbol_registry import SymbolRegistry
+from ibkr_assets.storage.tables import symbols
 from ibkr_assets.symbols import (
-    SymbolInfo,
-    SymbolRegistry,
     normalize_symbol,
     resolve_symbols,
     resolve_with_ibkr,
     resolve_with_source,
     resolver_for,
-    symbols,
 )
 from ibkr_assets_tests.fakes.ib import FakeIB
 from ibkr_assets_tests.test_ibkr_adapter import CONFIG

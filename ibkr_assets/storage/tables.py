@@ -19,12 +19,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ibkr_assets.domain.orders import OrderStatus, OrderType, Role, Side
+from ibkr_assets.domain.symbols import SYMBOL_MAX
 from ibkr_assets.storage.records import ARTIFACT_TYPES, LINEAGE_STATUSES
 
 metadata = sa.MetaData()
 
 ORDER_STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus)
-SYMBOL_MAX = 20  # the longest ticker the symbols table holds
 
 
 def _json() -> sa.types.TypeEngine:
@@ -322,7 +322,7 @@ order_records = sa.Table(
 )
 
 
-# One row per failed step of a failed run (monitoring/run_failures.py).
+# One row per failed step of a failed run (run_failure_store.py).
 run_failures = sa.Table(
     "run_failures",
     metadata,
@@ -344,7 +344,7 @@ run_failures = sa.Table(
 )
 
 
-# Resolved symbols: symbol -> contract id, exchange, name (symbols.py).
+# Resolved symbols: symbol -> contract id, exchange, name (symbol_registry.py).
 symbols = sa.Table(
     "symbols",
     metadata,
