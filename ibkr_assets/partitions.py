@@ -8,10 +8,15 @@ start date (``IBKR_ASSETS_START_DATE``); exchange holidays are partitions too an
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ibkr_assets.settings import Settings, read_setting
+
+if TYPE_CHECKING:
+    from dagster._core.instance import DynamicPartitionsStore
 
 DEFAULT_START_DATE: str = Settings.model_fields["start_date"].default
 MAX_PARTITIONS = 100_000
@@ -44,12 +49,58 @@ def symbols_partition_name(strategy_id: str) -> str:
 
 def strategy_partitions(strategy_id: str) -> dg.MultiPartitionsDefinition:
     """``date|symbol`` partitions of one strategy's per-symbol assets."""
-    return dg.MultiPartitionsDefinition(
+    return StrategyPartitionsDefinition(
         {
             "date": date_partitions,
             "symbol": dg.DynamicPartitionsDefinition(name=symbols_partition_name(strategy_id)),
         }
     )
+
+
+class StrategyPartitionsDefinition(dg.MultiPartitionsDefinition):
+    """Dagster's ``MultiPartitionsDefinition`` that remembers the keys of the ranges it listed.
+
+    Dagster checks every ``context.add_asset_metadata(..., partition_key=key)`` by listing all
+    the keys of the run's range again, so a range run that gives each of its n partitions its
+    own metadata built n lists of n keys (a second per 100 partitions, a minute and a half per
+    1,000). The list is remembered for the range, the symbols that exist (read on every call,
+    so a symbol added or removed is seen at once) and the day; anything else asks Dagster.
+    """
+
+    _REMEMBERED = 16  # ranges kept; a run asks about one or two
+
+    @property
+    def _symbols_name(self) -> str:
+        (name,) = (
+            d.partitions_def.name
+            for d in self.partitions_defs
+            if isinstance(d.partitions_def, dg.DynamicPartitionsDefinition)
+        )
+        return name
+
+    def get_partition_keys_in_range(
+        self,
+        partition_key_range: dg.PartitionKeyRange,
+        dynamic_partitions_store: DynamicPartitionsStore | None = None,
+    ) -> Sequence[str]:
+        with dg.partition_loading_context(dynamic_partitions_store=dynamic_partitions_store) as ctx:
+            store = ctx.dynamic_partitions_store
+            if store is None:
+                return super().get_partition_keys_in_range(partition_key_range)
+            memo_key = (
+                partition_key_range.start,
+                partition_key_range.end,
+                tuple(store.get_dynamic_partitions(self._symbols_name)),
+                ctx.effective_dt.date(),
+            )
+            memo = self.__dict__.setdefault("_keys_in_range", {})
+            keys = memo.get(memo_key)
+            if keys is None:
+                keys = super().get_partition_keys_in_range(partition_key_range)
+                if len(memo) >= self._REMEMBERED:
+                    memo.clear()
+                memo[memo_key] = keys
+            return list(keys)
 
 
 def split_key(partition_key: str) -> tuple[str, str]:
