@@ -96,7 +96,8 @@ def performance_for(
     )
 
 
-def _between(column: sa.ColumnElement, start: dt.date | None, end: dt.date | None) -> list:
+def date_between(column: sa.ColumnElement, start: dt.date | None, end: dt.date | None) -> list:
+    """The ``where`` clauses that keep ``column`` within ``[start, end]`` (either may be open)."""
     where = []
     if start is not None:
         where.append(column >= start)
@@ -109,7 +110,7 @@ def _snapshot_query(account: str, start: dt.date | None, end: dt.date | None) ->
     t = portfolio_snapshots
     return (
         sa.select(t)
-        .where(t.c.account == account, *_between(t.c.snapshot_date, start, end))
+        .where(t.c.account == account, *date_between(t.c.snapshot_date, start, end))
         .order_by(t.c.snapshot_date)
     )
 
@@ -117,7 +118,7 @@ def _snapshot_query(account: str, start: dt.date | None, end: dt.date | None) ->
 def _fill_query(account: str, end: dt.date | None) -> sa.Select:
     return (
         sa.select(fills)
-        .where(fills.c.account == account, *_between(fills.c.session_date, None, end))
+        .where(fills.c.account == account, *date_between(fills.c.session_date, None, end))
         .order_by(fills.c.session_date, fills.c.id)
     )
 
@@ -146,7 +147,7 @@ def _closes(
         )
         rows += list(conn.execute(carried))
     rows += list(
-        conn.execute(sa.select(*columns).where(mine, *_between(c.session_date, start, end)))
+        conn.execute(sa.select(*columns).where(mine, *date_between(c.session_date, start, end)))
     )
     return sorted((d, s, float(v)) for d, s, v in rows)
 

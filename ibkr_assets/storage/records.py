@@ -28,6 +28,22 @@ def _require_text(owner: str, **fields: Any) -> None:
             raise ValueError(f"{owner}.{name} must be a non-empty string, got {value!r}")
 
 
+def _require_step_identity(record: Any, **more_text: Any) -> str:
+    """Check the fields that place ``record`` in a step of an execution; its class name."""
+    owner = type(record).__name__
+    _require_text(
+        owner,
+        **more_text,
+        workflow_id=record.workflow_id,
+        execution_id=record.execution_id,
+        run_id=record.run_id,
+        step_name=record.step_name,
+    )
+    if not isinstance(record.partition_key, str):
+        raise ValueError(f"{owner}.partition_key must be a string ('' when unpartitioned)")
+    return owner
+
+
 def _require_mapping(owner: str, optional: bool, **fields: Any) -> None:
     for name, value in fields.items():
         if value is None and optional:
@@ -67,16 +83,7 @@ class LineageRecord:
     duration_ms: int | None = None
 
     def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _require_text(
-            owner,
-            workflow_id=self.workflow_id,
-            execution_id=self.execution_id,
-            run_id=self.run_id,
-            step_name=self.step_name,
-        )
-        if not isinstance(self.partition_key, str):
-            raise ValueError(f"{owner}.partition_key must be a string ('' when unpartitioned)")
+        owner = _require_step_identity(self)
         if self.status not in LINEAGE_STATUSES:
             raise ValueError(
                 f"{owner}.status must be one of {', '.join(LINEAGE_STATUSES)}, got {self.status!r}"
@@ -124,17 +131,7 @@ class ArtifactRecord:
     confidence_score: float | None = None  # 0..1
 
     def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _require_text(
-            owner,
-            name=self.name,
-            workflow_id=self.workflow_id,
-            execution_id=self.execution_id,
-            run_id=self.run_id,
-            step_name=self.step_name,
-        )
-        if not isinstance(self.partition_key, str):
-            raise ValueError(f"{owner}.partition_key must be a string ('' when unpartitioned)")
+        owner = _require_step_identity(self, name=self.name)
         if self.type not in ARTIFACT_TYPES:
             raise ValueError(
                 f"{owner}.type must be one of {', '.join(ARTIFACT_TYPES)}, got {self.type!r}"

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ibkr_assets.storage.order_records import order_records
+from ibkr_assets.storage.performance_inputs import date_between
 from ibkr_assets.storage.tables import run_failures
 from ibkr_assets.storage.trading_tables import (
     fills,
@@ -66,7 +67,9 @@ class TradingQueries:
     ) -> list[dict[str, Any]]:
         """An account's fills by session date (ix_fills_account_symbol)."""
         t = fills
-        query = sa.select(t).where(t.c.account == account, *_between(t.c.session_date, start, end))
+        query = sa.select(t).where(
+            t.c.account == account, *date_between(t.c.session_date, start, end)
+        )
         return self._rows(t, query.order_by(t.c.session_date, t.c.id))
 
     def snapshot(self, account: str, day: dt.date) -> dict[str, Any] | None:
@@ -81,7 +84,9 @@ class TradingQueries:
     ) -> list[dict[str, Any]]:
         """Stored snapshots by date (uq_portfolio_snapshots_account_date)."""
         t = portfolio_snapshots
-        query = sa.select(t).where(t.c.account == account, *_between(t.c.snapshot_date, start, end))
+        query = sa.select(t).where(
+            t.c.account == account, *date_between(t.c.snapshot_date, start, end)
+        )
         return self._rows(t, query.order_by(t.c.snapshot_date))
 
     def latest_snapshot(self, account: str) -> dict[str, Any] | None:
@@ -128,12 +133,3 @@ class TradingQueries:
         )
         rows = self._rows(t, query)
         return rows[0] if rows else None
-
-
-def _between(column: sa.ColumnElement, start: dt.date | None, end: dt.date | None) -> list:
-    where = []
-    if start is not None:
-        where.append(column >= start)
-    if end is not None:
-        where.append(column <= end)
-    return where
