@@ -22,6 +22,7 @@ SECTIONS = {
     "portfolio": "benchmarks.portfolio_bench",
     "viewer": "benchmarks.viewer_bench",
     "production": "benchmarks.production_bench",
+    "celery": "benchmarks.celery_bench",
 }
 
 
