@@ -89,10 +89,12 @@ class Worker:
 def _start_worker(name: str, broker: str, log: Path) -> Worker:
     """A worker as the README starts one: ``--pool solo`` runs each step in the worker process
     itself (a step's chart pool cannot start inside a prefork child), ``--disable-prefetch``
-    leaves steps to idle workers."""
+    leaves steps to idle workers. ``--include`` imports the definitions module while the worker
+    starts (the test's in-process run meanwhile), not in its first step: the same module the
+    steps load by reference."""
     command = [sys.executable, "-m", "celery", "-A", "dagster_celery.app", "-b", broker,
                "--result-backend", broker, "worker", "--pool", "solo", "--disable-prefetch",
-               "-n", name, "--loglevel", "INFO"]  # fmt: skip
+               "-n", name, "--loglevel", "INFO", "--include", "ibkr_assets.definitions"]  # fmt: skip
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command, cwd=REPO, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
@@ -101,17 +103,21 @@ def _start_worker(name: str, broker: str, log: Path) -> Worker:
     return Worker(name, process, log)
 
 
-def _stop(worker: Worker) -> None:
+def _stop(workers: list[Worker]) -> None:
+    """Stop every worker at once (a warm shutdown each, killed after 20 s)."""
     for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(worker.process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            worker.process.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        running = [w for w in workers if w.process.poll() is None]
+        for worker in running:
+            try:
+                os.killpg(worker.process.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        for worker in running:
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
 
 
 @dataclass
@@ -122,11 +128,26 @@ class Workers:
     def by_pid(self, pid: int) -> Worker:
         return next(w for w in self.workers if w.process.pid == pid)
 
+    def wait_until_ready(self) -> None:
+        """Return once every worker answers a ping; fail with the log of one that died or did
+        not answer within 90 s."""
+        names = {w.name for w in self.workers}
+        deadline = time.monotonic() + 90
+        while True:
+            replies = self.control.control.ping(destination=list(names), timeout=1)
+            if {name for reply in replies for name in reply} == names:
+                return
+            dead = [w for w in self.workers if w.process.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                w = (dead or self.workers)[0]
+                pytest.fail(f"worker {w.name} did not start:\n{w.log.read_text()[-3000:]}")
+
 
 @pytest.fixture
 def celery_workers(deployment, broker_url, monkeypatch, tmp_path) -> Iterator[Workers]:
     """Two worker processes on the test's broker, with the deployment's environment (as workers
-    of a code location have), and the Celery app the test uses to reach them."""
+    of a code location have), and the Celery app the test uses to reach them. Started, not yet
+    ready: the test calls ``wait_until_ready`` before it sends them steps."""
     deployment(EXECUTOR="celery", CELERY_BROKER=broker_url)
     tag = uuid.uuid4().hex[:8]
     workers: list[Worker] = []
@@ -135,20 +156,9 @@ def celery_workers(deployment, broker_url, monkeypatch, tmp_path) -> Iterator[Wo
         for i in range(2):
             log = tmp_path / f"worker{i}.log"
             workers.append(_start_worker(f"w{i}-{tag}@ibkr-assets-test", broker_url, log))
-        names = {w.name for w in workers}
-        deadline = time.monotonic() + 60
-        while True:
-            replies = control.control.ping(destination=list(names), timeout=1)
-            if {name for reply in replies for name in reply} == names:
-                break
-            dead = [w for w in workers if w.process.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                w = (dead or workers)[0]
-                pytest.fail(f"worker {w.name} did not start:\n{w.log.read_text()[-3000:]}")
         yield Workers(control, workers)
     finally:
-        for worker in workers:
-            _stop(worker)
+        _stop(workers)
         control.close()
 
 
@@ -250,6 +260,7 @@ def test_celery_workers_share_a_range_and_record_what_one_process_records(
         outcomes = run_workflow(build_definitions(), instance, STRATEGY_ID, SYMBOLS, START, END)
         assert all(o.success for o in outcomes), [o.errors for o in outcomes]
     monkeypatch.setenv("IBKR_ASSETS_HOME", str(celery_home))
+    celery_workers.wait_until_ready()
 
     dagster_home = tmp_path / "dagster_home"
     write_instance_config(dagster_home)
