@@ -37,6 +37,7 @@ from ibkr_assets.storage.trading_tables import orders
 from ibkr_assets_tests import cli_runner
 from ibkr_assets_tests.book import STRATEGY, Home, reference_book
 from ibkr_assets_tests.conftest import PG_ADMIN_URL, MlflowServer, free_port, fresh_database
+from ibkr_assets_tests.helpers import seed_mlflow_store
 from ibkr_assets_tests.openai_stub import (
     StubReply,
     answer,
@@ -240,8 +241,11 @@ def _weekdays(start: dt.date, end: dt.date) -> list[str]:
 
 @pytest.fixture(scope="module")
 def shared_mlflow(tmp_path_factory) -> str:
-    """One SQLite MLflow store for the module's homes: creating one costs seconds."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    """One SQLite MLflow store for the module's homes, a copy of an empty migrated one: creating
+    one costs seconds."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    seed_mlflow_store(folder)
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
