@@ -278,13 +278,14 @@ def test_the_reader_on_a_store_that_never_traded_is_empty_and_creates_nothing(tm
 
 # --- a real backfill ----------------------------------------------------------------------
 
-START, END = "2025-03-03", "2025-03-12"
+START, END = "2025-03-03", "2025-03-10"  # NVDA: bought on the 4th, sold on the 10th
+SESSIONS = 6
 
 
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory) -> dict:
-    """``ibkr-assets backfill`` of AAPL and NVDA over 8 sessions, in this process: its exit
-    code, its output and its database URL."""
+    """``ibkr-assets backfill`` of AAPL and NVDA over 6 sessions (NVDA's round trip closes), in
+    this process: its exit code, its output and its database URL."""
     from ibkr_assets.cli import main
     from ibkr_assets.dagster_home import write_instance_config
 
@@ -294,7 +295,8 @@ def backfilled(tmp_path_factory) -> dict:
             mp.delenv(var)
         mp.setenv("IBKR_ASSETS_HOME", str(root / "home"))
         seed_mlflow_store(root / "home")
-        write_instance_config(root / "dagster_home")
+        # `IBKR_ASSETS_DAGSTER_EVENT_LOG=pooled`: Dagster's tables, a transaction per batch
+        write_instance_config(root / "dagster_home", "pooled")
         mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
         mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
         mp.chdir(root)
@@ -316,10 +318,10 @@ def test_the_backfill_summary_prints_the_performance_block_after_the_portfolio(b
     out = backfilled["out"]
     assert backfilled["code"] == 0, out[-3000:] + backfilled["err"][-3000:]
     portfolio = out.index(f"Portfolio {END}: equity")
-    block = out.index(f"Performance {START} .. {END} (8 dates")
+    block = out.index(f"Performance {START} .. {END} ({SESSIONS} dates")
     assert portfolio < block < out.index("Lineage: ")
     report = performance_for(
-        backfilled["url"], "momentum", dt.date(2025, 3, 3), dt.date(2025, 3, 12)
+        backfilled["url"], "momentum", dt.date.fromisoformat(START), dt.date.fromisoformat(END)
     )
     s, b = report.strategy, report.buy_and_hold
     total = rf"total return\s+{re.escape(f'{100 * s.total_return:+.2f}%')}"
@@ -336,9 +338,11 @@ def test_performance_for_agrees_with_the_stored_book(backfilled):
     snaps = _rows(url, portfolio_snapshots, "snapshot_date")
     (account,) = _rows(url, paper_accounts, "account")
     fill_rows = _rows(url, fills, "session_date", "id")
-    report = performance_for(url, "momentum", dt.date(2025, 3, 3), dt.date(2025, 3, 12))
+    report = performance_for(
+        url, "momentum", dt.date.fromisoformat(START), dt.date.fromisoformat(END)
+    )
     equity = np.array([r["equity"] for r in snaps])
-    assert report.strategy.dates == len(snaps) == 8
+    assert report.strategy.dates == len(snaps) == SESSIONS
     assert snaps[0]["equity"] == account["starting_cash"]  # nothing fills on the first session
     assert report.strategy.total_return == pytest.approx(equity[-1] / account["starting_cash"] - 1)
     assert report.strategy.max_drawdown == pytest.approx(
@@ -372,9 +376,9 @@ def test_performance_for_agrees_with_the_stored_book(backfilled):
     assert report.buy_and_hold_symbols == ("AAPL", "NVDA")
     assert report.buy_and_hold.total_return == pytest.approx(expected)
     # a sub-range is measured from its own first date
-    part = performance_for(url, "momentum", dt.date(2025, 3, 5), dt.date(2025, 3, 11))
-    assert part.strategy.start == dt.date(2025, 3, 5) and part.strategy.dates == 5
-    assert part.strategy.total_return == pytest.approx(equity[6] / equity[2] - 1)
+    part = performance_for(url, "momentum", dt.date(2025, 3, 5), dt.date(2025, 3, 7))
+    assert part.strategy.start == dt.date(2025, 3, 5) and part.strategy.dates == 3
+    assert part.strategy.total_return == pytest.approx(equity[4] / equity[2] - 1)
 
 
 def test_the_reader_gives_the_same_statistics_on_postgresql(backfilled, postgres_url):
@@ -391,7 +395,7 @@ def test_the_reader_gives_the_same_statistics_on_postgresql(backfilled, postgres
                 for row in rows:
                     row["execution_id"] = f"{account}:{row['execution_id']}"
             conn.execute(sa.insert(table), rows)
-    for span in ((None, None), (dt.date(2025, 3, 5), dt.date(2025, 3, 11))):
+    for span in ((None, None), (dt.date(2025, 3, 5), dt.date(2025, 3, 7))):
         expected = performance_for(source, "momentum", *span).to_dict()
         got = performance_for(postgres_url, account, *span).to_dict()
         assert got["strategy"]["dates"] > 0
