@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from ibkr_assets.dagster_home import write_instance_config
 from ibkr_assets.jobs import workflow_job_name
 from ibkr_assets.redaction import redact_text
 from ibkr_assets.runs import run_workflow
@@ -34,6 +35,7 @@ from ibkr_assets.viewer.database import ReadOnlyDatabase
 from ibkr_assets.viewer.links import Links
 from ibkr_assets.viewer.objects import safe_key
 from ibkr_assets.viewer.server import ServeRefused, check_bind
+from ibkr_assets_tests.helpers import seed_mlflow_store
 
 SYMBOLS = ["AAPL", "NVDA"]
 START, END = dt.date(2025, 3, 3), dt.date(2025, 3, 4)
@@ -64,9 +66,13 @@ def _record(root: Path, database_url: str | None) -> Recorded:
             if var != "IBKR_ASSETS_TEST_PG_URL":
                 mp.delenv(var)
         mp.setenv("IBKR_ASSETS_HOME", str(root))
+        seed_mlflow_store(root)  # an empty, migrated MLflow store: creating one costs seconds
         if database_url:
             mp.setenv("IBKR_ASSETS_DATABASE_URL", database_url)
-        with dg.instance_for_test() as instance:
+        # Dagster's storage as `IBKR_ASSETS_DAGSTER_EVENT_LOG=pooled` has it, events in batches
+        mp.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+        dagster_home = write_instance_config(root / "dagster", "pooled").parent
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             defs = build_definitions()
             first = run_workflow(defs, instance, "momentum", SYMBOLS, START, END)
             job = defs.resolve_job_def(workflow_job_name("momentum"))
