@@ -43,7 +43,7 @@ SYMBOLS = ["AAPL", "MSFT"]
 DAYS = 10
 WORKERS = 2
 REDIS_URL = os.environ.get("IBKR_ASSETS_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-CLAIM = "ibkr_assets_bench_claim"  # reserves a Redis database for this measurement
+CLAIM = "ibkr_assets_test_claim"  # test_celery's key too: the two never share a database
 _REPO = Path(__file__).resolve().parents[1]
 
 # One run of a job over a key range, on the executor the deployment configures (Celery here),
