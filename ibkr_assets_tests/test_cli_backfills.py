@@ -1,5 +1,8 @@
 """Backfills from the command line, in a temporary DAGSTER_HOME: the project's own command
-(one fast run plus the portfolio) and Dagster's daemon-driven job backfill (one run per partition)."""
+(one fast run plus the portfolio) and Dagster's daemon-driven job backfill (one run per partition).
+
+The installed programs run as subprocesses where that is what the test proves (the progress bar,
+the daemon); refusals and summaries run ``ibkr-assets`` in this process (``run_cli``)."""
 
 from __future__ import annotations
 
@@ -33,20 +36,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _backfill(
-    tmp_path: Path, *args: str, progress: bool = False, **extra: str
-) -> subprocess.CompletedProcess:
-    quiet = [] if progress else ["--no-progress"]
-    return run_command(
-        [str(BIN / "ibkr-assets"), "backfill", *quiet, *args],
-        cwd=tmp_path, env={**_env(tmp_path), **extra}, timeout=600,
-    )  # fmt: skip
-
-
 def test_project_backfill_runs_the_whole_graph_as_one_run_and_summarizes(tmp_path):
-    done = _backfill(
-        tmp_path, "--start", "2025-03-13", "--end", "2025-03-14", "--symbols", "AAPL,MSFT",
-        progress=True,
+    """The installed program with its progress bar, as a user runs it."""
+    done = run_command(
+        [str(BIN / "ibkr-assets"), "backfill", "--start", "2025-03-13", "--end", "2025-03-14",
+         "--symbols", "AAPL,MSFT"],
+        cwd=tmp_path, env=_env(tmp_path), timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
@@ -71,7 +66,7 @@ def test_project_backfill_over_exchange_holidays_summarizes_them_as_market_close
     run_cli, deployment
 ):
     """Good Friday 2025-04-18 and the national day of mourning 2025-01-09 are weekday partitions
-    with no session: no signal, no order, and the summary still prints."""
+    with no session, between two sessions: no signal, no order, and the summary still prints."""
     from ibkr_assets.settings import load_settings
 
     deployment()
@@ -80,12 +75,12 @@ def test_project_backfill_over_exchange_holidays_summarizes_them_as_market_close
         ("2025-01-08", "2025-01-10", "2025-01-09"),
     ):
         code, out, err = run_cli(
-            "backfill", "--no-progress", "--start", start, "--end", end, "--symbols", "AAPL,MSFT"
+            "backfill", "--no-progress", "--start", start, "--end", end, "--symbols", "AAPL"
         )
         assert code == 0, out + err
-        assert "Partitions: 6 done, 0 failed (2 market closed)" in out
+        assert "Partitions: 3 done, 0 failed (1 market closed)" in out
         signals = out.split("Signals: ", 1)[1].splitlines()[0]
-        assert sum(int(n) for n in re.findall(r"[A-Z]+ (\d+)", signals)) == 4  # sessions only
+        assert sum(int(n) for n in re.findall(r"[A-Z]+ (\d+)", signals)) == 2  # sessions only
         assert out.split("Orders: ", 1)[1].splitlines()[0].strip()
         assert "Portfolio " + end in out and "Traceback" not in out + err
         rows = LineageStore(load_settings().lineage_url).lineage_rows(
@@ -94,21 +89,20 @@ def test_project_backfill_over_exchange_holidays_summarizes_them_as_market_close
         assert [r["status"] for r in rows] == ["market_closed"]
 
 
-def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
-    early = _backfill(tmp_path, "--start", "2001-01-02", "--end", "2001-01-05")
-    assert early.returncode == 2 and "before the first partition" in early.stderr
-    future = _backfill(tmp_path, "--start", "2025-03-13", "--end", "2999-01-01")
-    assert future.returncode == 2 and "is in the future" in future.stderr
-    unknown = _backfill(
-        tmp_path, "--start", "2025-03-13", "--end", "2025-03-14", "--symbols", "GOOGG"
-    )
-    assert unknown.returncode == 2 and "not symbols of strategy 'momentum'" in unknown.stderr
-    no_such = _backfill(
-        tmp_path, "--strategy", "nope", "--start", "2025-03-13", "--end", "2025-03-14"
-    )
-    assert no_such.returncode == 2 and "'nope' is not in the strategies file" in no_such.stderr
-    backwards = _backfill(tmp_path, "--start", "2025-03-14", "--end", "2025-03-13")
-    assert backwards.returncode == 2 and "is before --start" in backwards.stderr
+def test_project_backfill_refuses_bad_ranges_with_clear_messages(run_cli, deployment, tmp_path):
+    deployment()
+    for args, message in (
+        (("--start", "2001-01-02", "--end", "2001-01-05"), "before the first partition"),
+        (("--start", "2025-03-13", "--end", "2999-01-01"), "is in the future"),
+        (("--start", "2025-03-13", "--end", "2025-03-14", "--symbols", "GOOGG"),
+         "not symbols of strategy 'momentum'"),
+        (("--strategy", "nope", "--start", "2025-03-13", "--end", "2025-03-14"),
+         "'nope' is not in the strategies file"),
+        (("--start", "2025-03-14", "--end", "2025-03-13"), "is before --start"),
+    ):  # fmt: skip
+        code, out, err = run_cli("backfill", "--no-progress", *args)
+        assert code == 2, (args, out + err)
+        assert message in err and "Traceback" not in out + err
     from ibkr_assets.storage.symbol_registry import SymbolRegistry
 
     registry = SymbolRegistry(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
@@ -119,55 +113,63 @@ def test_project_backfill_refuses_bad_ranges_with_clear_messages(tmp_path):
     assert lineage.lineage_rows() == []
 
 
+def test_project_backfill_refuses_a_listed_symbol_that_does_not_resolve(
+    run_cli, deployment, tmp_path
+):
+    deployment({"symbols": ["AAPL", "GOOGG"]})
+    code, out, err = run_cli(
+        "backfill", "--no-progress", "--start", "2025-03-13", "--end", "2025-03-14"
+    )
+    assert code == 2
+    assert "strategy 'momentum': unknown symbol 'GOOGG'" in err and "Traceback" not in out + err
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert "GOOGG" not in instance.get_dynamic_partitions("momentum_symbols")
+    lineage = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+    lineage.create_schema()
+    assert lineage.lineage_rows() == []  # nothing ran
+
+
 @pytest.mark.slow
 def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_path):
+    """Two partitions of the smallest per-symbol job (market data, then indicators, each step in
+    its own process): the daemon dequeues and launches one run per partition. The daemon starts
+    first, so its start-up overlaps the backfill command's."""
     env = _env(tmp_path)
     with dg.instance_for_test(temp_dir=env["DAGSTER_HOME"]) as instance:
         add_symbols(instance, ["AAPL"])
-    launched = run_command(
-        [str(BIN / "dagster"), "job", "backfill", "-m", "ibkr_assets.definitions", "-j", job_name("trading_workflow_job"),
-         "--partitions", "2025-03-13|AAPL,2025-03-14|AAPL", "--noprompt"],
-        cwd=tmp_path, env=env, timeout=300,
-    )  # fmt: skip
-    assert launched.returncode == 0, launched.stderr[-2000:]
-    assert "Launched backfill job" in launched.stdout + launched.stderr
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-m", "ibkr_assets.definitions"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        launched = run_command(
+            [str(BIN / "dagster"), "job", "backfill", "-m", "ibkr_assets.definitions",
+             "-j", job_name("market_data_job"), "--partitions", "2025-03-13|AAPL,2025-03-14|AAPL",
+             "--noprompt"],
+            cwd=tmp_path, env=env, timeout=300,
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stderr[-2000:]
+        assert "Launched backfill job" in launched.stdout + launched.stderr
         statuses: list[str] = []
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            time.sleep(3)
+            time.sleep(1)
             with dg.instance_for_test(temp_dir=env["DAGSTER_HOME"]) as instance:
-                statuses = [r.status.value for r in instance.get_runs()]
+                runs = instance.get_runs()
+            statuses = [r.status.value for r in runs]
             if len(statuses) == 2 and all(
                 s in ("SUCCESS", "FAILURE", "CANCELED") for s in statuses
             ):
                 break
         assert statuses == ["SUCCESS", "SUCCESS"]
+        assert sorted(r.tags["dagster/partition"] for r in runs) == [
+            "2025-03-13|AAPL", "2025-03-14|AAPL",
+        ]  # fmt: skip
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
     rows = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}").lineage_rows(
-        step_name="trading_signal"
+        step_name="indicators"
     )
     assert sorted(r["partition_key"] for r in rows) == ["2025-03-13|AAPL", "2025-03-14|AAPL"]
     assert len({r["execution_id"] for r in rows}) == 2  # one run per partition
-
-
-def test_project_backfill_refuses_a_listed_symbol_that_does_not_resolve(tmp_path):
-    strategies = tmp_path / "strategies.yaml"
-    strategies.write_text("strategies:\n  - {id: momentum, symbols: [AAPL, GOOGG]}\n")
-    done = _backfill(
-        tmp_path, "--start", "2025-03-13", "--end", "2025-03-14",
-        IBKR_ASSETS_STRATEGIES_FILE=str(strategies),
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert "strategy 'momentum': unknown symbol 'GOOGG'" in done.stderr
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        assert "GOOGG" not in instance.get_dynamic_partitions("momentum_symbols")
-    lineage = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
-    lineage.create_schema()
-    assert lineage.lineage_rows() == []  # nothing ran

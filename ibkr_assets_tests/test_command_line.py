@@ -1,4 +1,7 @@
-"""The README's commands, run as a user runs them (subprocesses in a temporary folder)."""
+"""The README's commands, run as a user runs them: the installed programs as subprocesses in a
+temporary folder (the demo, ``dagster definitions validate``, ``dagster asset materialize``);
+configuration errors and the backfill of a PostgreSQL strategy run ``ibkr-assets`` in this
+process (``run_cli``), with the same environment variables."""
 
 from __future__ import annotations
 
@@ -8,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import add_symbols, run_command
+from ibkr_assets_tests import cli_runner
+from ibkr_assets_tests.helpers import add_symbols, run_command, seed_mlflow_store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+run_cli = cli_runner.run_cli  # a fixture
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -58,16 +61,13 @@ def test_demo_materializes_and_prints_where_everything_is(tmp_path):
     )
 
 
-def test_demo_refuses_an_unknown_symbol_before_it_becomes_a_partition(tmp_path):
-    strategies = tmp_path / "strategies.yaml"
-    strategies.write_text("strategies:\n  - {id: momentum, symbols: [AAPL, GOOGG]}\n")
-    done = _run(
-        [str(BIN / "ibkr-assets"), "demo", "--days", "1"],
-        tmp_path,
-        IBKR_ASSETS_STRATEGIES_FILE=str(strategies),
-    )
-    assert done.returncode == 2
-    assert "strategy 'momentum': unknown symbol 'GOOGG'" in done.stderr
+def test_demo_refuses_an_unknown_symbol_before_it_becomes_a_partition(
+    run_cli, deployment, tmp_path
+):
+    deployment({"symbols": ["AAPL", "GOOGG"]})
+    code, out, err = run_cli("demo", "--days", "1")
+    assert code == 2
+    assert "strategy 'momentum': unknown symbol 'GOOGG'" in err and "Traceback" not in out + err
     from ibkr_assets.storage.symbol_registry import SymbolRegistry
 
     registry = SymbolRegistry(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
@@ -78,23 +78,19 @@ def test_demo_refuses_an_unknown_symbol_before_it_becomes_a_partition(tmp_path):
     assert lineage.lineage_rows() == []
 
 
-def test_demo_reports_wrong_configuration_by_variable_name(tmp_path):
-    done = _run([str(BIN / "ibkr-assets"), "demo"], tmp_path, IBKR_ASSETS_OBJECT_STORE="ftp")
-    assert done.returncode == 2
-    assert "IBKR_ASSETS_OBJECT_STORE='ftp'" in done.stderr
+def test_demo_reports_wrong_configuration_by_variable_name(run_cli, deployment):
+    deployment(OBJECT_STORE="ftp")
+    code, out, err = run_cli("demo")
+    assert code == 2
+    assert "IBKR_ASSETS_OBJECT_STORE='ftp'" in err and "Traceback" not in out + err
 
 
-def test_demo_reports_a_wrong_strategies_file_by_strategy_and_field(tmp_path):
-    strategies = tmp_path / "strategies.yaml"
-    strategies.write_text(
-        "strategies:\n  - {id: momentum, symbols: [AAPL], market_data: {source: yahoo}}\n"
-    )
-    done = _run(
-        [str(BIN / "ibkr-assets"), "demo"], tmp_path, IBKR_ASSETS_STRATEGIES_FILE=str(strategies)
-    )
-    assert done.returncode == 2
-    assert "strategy 'momentum': market_data.source:" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_demo_reports_a_wrong_strategies_file_by_strategy_and_field(run_cli, deployment):
+    deployment({"symbols": ["AAPL"], "market_data": {"source": "yahoo"}})
+    code, out, err = run_cli("demo")
+    assert code == 2
+    assert "strategy 'momentum': market_data.source:" in err
+    assert "Traceback" not in out + err
 
 
 def test_dagster_definitions_validate_is_clean(tmp_path):
@@ -105,30 +101,38 @@ def test_dagster_definitions_validate_is_clean(tmp_path):
     assert "Validation successful" in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("how", ["partition", "partition-range"])
-def test_dagster_cli_materializes_a_partition_and_a_single_run_range(tmp_path, how):
+def test_dagster_cli_materializes_a_partition_and_a_single_run_range(tmp_path):
+    """``dagster asset materialize`` as in the README, with the smallest selection (market data,
+    one step): one partition, then a range of two days as one run."""
     import dagster as dg
 
     env = _env(tmp_path)
+    seed_mlflow_store(tmp_path / "home")  # the demo's test covers a home's first run
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         add_symbols(instance, ["AAPL"])
-    target = "2025-03-14|AAPL" if how == "partition" else "2025-03-12|AAPL...2025-03-14|AAPL"
-    done = run_command(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "ibkr_assets.definitions",
-         "--select", "momentum/market_data,momentum/indicators", f"--{how}", target],
-        cwd=tmp_path, env=env, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    days = ["14"] if how == "partition" else ["12", "13", "14"]
-    for day in days:
-        assert (
-            tmp_path
-            / f"home/objects/trading-data/momentum/AAPL/processed/2025-03-{day}_indicators.json"
-        ).is_file()
-    assert "RUN_SUCCESS" in done.stderr
+    for how, target in (
+        ("partition", "2025-03-14|AAPL"),
+        ("partition-range", "2025-03-12|AAPL...2025-03-13|AAPL"),
+    ):
+        done = run_command(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "ibkr_assets.definitions",
+             "--select", "momentum/market_data", f"--{how}", target],
+            cwd=tmp_path, env=env, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "RUN_SUCCESS" in done.stderr
+    objects = tmp_path / "home/objects/trading-data/momentum/AAPL"
+    for day in ("12", "13", "14"):
+        assert (objects / f"raw/2025-03-{day}_sample.json").is_file()
+    assert not (objects / "processed").exists()  # indicators were not selected
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 2  # the range is one run
 
 
-def test_backfill_of_a_postgres_strategy_reads_the_stock_data_table(tmp_path, postgres_url):
+def test_backfill_of_a_postgres_strategy_reads_the_stock_data_table(
+    run_cli, deployment, tmp_path, postgres_url
+):
     """The CLI resolves symbols against the strategy's source with the URL from the environment."""
     import datetime as dt
 
@@ -149,24 +153,21 @@ def test_backfill_of_a_postgres_strategy_reads_the_stock_data_table(tmp_path, po
                 for d in days
             ],
         )  # fmt: skip
-    strategies = tmp_path / "strategies.yaml"
-    strategies.write_text(
-        "strategies:\n  - id: table\n    symbols: [PGCLI]\n"
-        "    market_data: {source: postgres, lookback_bars: 5}\n"
-    )
+    deployment(
+        {"id": "table", "symbols": ["PGCLI"],
+         "market_data": {"source": "postgres", "lookback_bars": 5}},
+        STOCK_DATA_URL=postgres_url,
+    )  # fmt: skip
     try:
-        done = _run(
-            [str(BIN / "ibkr-assets"), "backfill", "--no-progress", "--start", "2025-03-13",
-             "--end", "2025-03-14"],
-            tmp_path,
-            IBKR_ASSETS_STRATEGIES_FILE=str(strategies),
-            IBKR_ASSETS_STOCK_DATA_URL=postgres_url,
-        )  # fmt: skip
+        code, out, err = run_cli(
+            "backfill", "--no-progress", "--start", "2025-03-13", "--end", "2025-03-14"
+        )
     finally:  # the database is shared by the session's tests
         with engine.begin() as connection:
             connection.execute(sa.delete(stock_data).where(stock_data.c.symbol == "PGCLI"))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Partitions: 2 done, 0 failed" in done.stdout
+        engine.dispose()
+    assert code == 0, out[-2000:] + err[-2000:]
+    assert "Partitions: 2 done, 0 failed" in out
     rows = LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}").lineage_rows(
         step_name="market_data"
     )
