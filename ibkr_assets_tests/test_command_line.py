@@ -15,7 +15,6 @@ from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests import cli_runner
 from ibkr_assets_tests.helpers import add_symbols, run_command, seed_mlflow_store
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 run_cli = cli_runner.run_cli  # a fixture
 
