@@ -142,6 +142,20 @@ def reference_book(
 ) -> dict:
     """The book of one uninterrupted backfill of ``start`` .. ``end`` in a fresh home (``env``:
     variables set for it; ``kwargs``: ``Home``'s)."""
+    home, book = uninterrupted_home(root, start, end, env, **kwargs)
+    home.close()
+    return book
+
+
+def uninterrupted_home(
+    root: Path, start: dt.date, end: dt.date, env: dict[str, str] | None = None, **kwargs: Any
+) -> tuple[Home, dict]:
+    """A fresh home after one uninterrupted backfill of ``start`` .. ``end``, and its book, as
+    ``reference_book`` makes them, with the home left open for more runs (the caller closes it).
+
+    The backfill runs without the caller's ``IBKR_ASSETS_*`` variables, and the environment is
+    restored on return: a later run in the home must set its variables through a monkeypatch
+    that undoes them, given as ``home.monkeypatch``."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         for var in [v for v in os.environ if v.startswith("IBKR_ASSETS_")]:
             monkeypatch.delenv(var)
@@ -149,8 +163,9 @@ def reference_book(
         try:
             home.backfill(start, end, **(env or {}))
             book = home.book()
-        finally:
+            assert book["fills"], "the reference range must trade, or the comparisons prove nothing"
+            assert any(s["positions"] for s in book["snapshots"].values())
+        except BaseException:
             home.close()
-    assert book["fills"], "the reference range must trade, or the comparisons prove nothing"
-    assert any(s["positions"] for s in book["snapshots"].values())
-    return book
+            raise
+    return home, book
