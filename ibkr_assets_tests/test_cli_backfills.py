@@ -20,6 +20,8 @@ from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests import cli_runner
 from ibkr_assets_tests.helpers import add_symbols, job_name, run_command, seed_mlflow_store
 
+pytestmark = pytest.mark.slow  # whole backfills and the daemon
+
 BIN = Path(sys.executable).parent
 run_cli = cli_runner.run_cli  # a fixture
 
@@ -129,7 +131,6 @@ def test_project_backfill_refuses_a_listed_symbol_that_does_not_resolve(
     assert lineage.lineage_rows() == []  # nothing ran
 
 
-@pytest.mark.slow
 def test_dagster_job_backfill_runs_one_run_per_partition_through_the_daemon(tmp_path):
     """Two partitions of the smallest per-symbol job (market data, then indicators, each step in
     its own process): the daemon dequeues and launches one run per partition. The daemon starts

@@ -12,6 +12,8 @@ import pytest
 from ibkr_assets.domain.calendar import sessions_between
 from ibkr_assets_tests import cli_runner
 
+pytestmark = pytest.mark.slow  # whole backfills with faults
+
 run_cli = cli_runner.run_cli  # a fixture
 DAYS = ("--start", "2025-03-13", "--end", "2025-03-14")
 BARS = ["Date,Open,High,Low,Close,Volume"] + [

@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests import cli_runner
 from ibkr_assets_tests.helpers import add_symbols, run_command, seed_mlflow_store
+
+pytestmark = pytest.mark.slow  # the installed commands as subprocesses
 
 BIN = Path(sys.executable).parent
 run_cli = cli_runner.run_cli  # a fixture

@@ -316,6 +316,7 @@ def _asset_state(instance: dg.DagsterInstance, run_id: str) -> dict:
     return state
 
 
+@pytest.mark.slow
 def test_a_batch_of_asset_events_is_stored_as_one_by_one_would(tmp_path, monkeypatch):
     """Dagster sends a range run's asset events in batches only with DAGSTER_EVENT_BATCH_SIZE;
     what the bulk write leaves must equal what storing them one by one leaves."""

@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from ibkr_assets.dagster_home import instance_config, write_instance_config
 from ibkr_assets.dead_runs import PID_TAG, fail_dead_runs
 from ibkr_assets_tests import cli_runner
+
+pytestmark = pytest.mark.slow  # processes killed and started
 
 run_cli = cli_runner.run_cli  # a fixture
 

@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.helpers import CSV_5_BARS, run_partitions
+
+pytestmark = pytest.mark.slow  # whole-graph runs
 
 KEY = "2025-03-14|AAPL"
 

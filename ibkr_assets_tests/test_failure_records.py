@@ -7,9 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.conftest import free_port
 from ibkr_assets_tests.helpers import job_name, node, run_partitions
+
+pytestmark = pytest.mark.slow  # whole-graph runs with faults
 
 DAYS = ["2025-03-12", "2025-03-13", "2025-03-14"]
 

@@ -19,6 +19,8 @@ from ibkr_assets_tests.fakes.ib import FakeIB
 from ibkr_assets_tests.helpers import job_name, run_partitions
 from ibkr_assets_tests.openai_stub import answer, start_openai_stub
 
+pytestmark = pytest.mark.slow  # whole-graph runs against the fake gateway
+
 CONFIG = IbkrConfig(client_id=18, readonly=False, connect_timeout=0.5, request_timeout=2.0,
                     connect_attempts=1, backoff_seconds=0.0, backoff_max_seconds=0.0)  # fmt: skip
 

@@ -12,6 +12,8 @@ from ibkr_assets.resources import io_manager
 from ibkr_assets.storage import layout
 from ibkr_assets_tests.helpers import add_symbols, failure_messages, job_name, key, run_partitions
 
+pytestmark = pytest.mark.slow  # whole-graph runs
+
 DAY = "2025-03-14"
 PARTITION = f"{DAY}|AAPL"
 

@@ -13,6 +13,8 @@ from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.helpers import failure_messages, job_name, node, run_partitions
 from ibkr_assets_tests.openai_stub import answer, drip, non_json, start_openai_stub
 
+pytestmark = pytest.mark.slow  # the whole graph against an OpenAI-compatible server
+
 KEY = "2025-03-14|AAPL"
 
 

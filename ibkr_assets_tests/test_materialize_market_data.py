@@ -35,6 +35,7 @@ def _read_uri(uri: str) -> bytes:
     return body["Body"].read()
 
 
+@pytest.mark.slow
 def test_single_partition_records_lineage_artifacts_and_objects(deployment, instance, tmp_path):
     deployment()
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
@@ -101,6 +102,7 @@ def test_indicators_are_computed_from_the_recorded_market_data(deployment, insta
     assert "macd_hist" in stored["columns"]
 
 
+@pytest.mark.slow
 def test_partition_range_runs_as_one_run_and_records_every_partition(
     deployment, instance, tmp_path
 ):
@@ -201,6 +203,7 @@ def test_failed_quality_check_blocks_its_partition_downstream_and_says_why(
     assert "ohlc_consistent: 1 row(s)" in rows["market_data_quality"]["error"]
 
 
+@pytest.mark.slow
 def test_indicators_alone_refuse_data_that_failed_a_gate(deployment, instance, tmp_path):
     """Without the checks in the run, the indicators step still blocks the bad partition."""
     from ibkr_assets.definitions import build_definitions
@@ -236,6 +239,7 @@ def test_unknown_symbol_is_blocked_with_a_clear_error_row(deployment, instance, 
     assert check_results(result) == {"required_columns": False}
 
 
+@pytest.mark.slow
 def test_rematerializing_keeps_the_old_rows_and_the_bytes_they_point_to(
     deployment, instance, tmp_path
 ):
@@ -259,6 +263,7 @@ def test_rematerializing_keeps_the_old_rows_and_the_bytes_they_point_to(
     assert json.loads(_read_uri(new["object"]["uri"]))["rows"][-1][4] == 11.5
 
 
+@pytest.mark.slow
 def test_objects_go_to_s3_through_the_endpoint_url(deployment, instance, tmp_path, s3_endpoint):
     deployment(OBJECT_STORE="s3", S3_ENDPOINT_URL=s3_endpoint, S3_BUCKET="ibkr-assets-it")
     _read_uri.endpoint = s3_endpoint
@@ -279,6 +284,7 @@ def test_objects_go_to_s3_through_the_endpoint_url(deployment, instance, tmp_pat
     assert hashlib.sha256(_read_uri(ref["uri"])).hexdigest() == ref["sha256"]
 
 
+@pytest.mark.slow
 def test_lineage_goes_to_postgresql_by_url(deployment, instance, postgres_url):
     deployment(DATABASE_URL=postgres_url)
     result = run_partitions(instance, symbol="AAPL", start="2025-03-13", end="2025-03-14")

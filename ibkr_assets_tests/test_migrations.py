@@ -201,6 +201,7 @@ def test_ensure_schema_is_current_after_one_call_and_safe_to_repeat(new_url) -> 
     assert _revision(url) == head_revision()
 
 
+@pytest.mark.slow
 def test_processes_started_together_create_the_schema_once(new_url) -> None:
     url = new_url("db")
     code = "import sys; from ibkr_assets.storage.schema import ensure_schema; ensure_schema(sys.argv[1])"

@@ -22,6 +22,8 @@ from ibkr_assets.tracking.mlflow_tracker import MlflowTracker
 from ibkr_assets_tests.conftest import MlflowServer, free_port
 from ibkr_assets_tests.helpers import failure_messages, job_name, key, node, run_partitions
 
+pytestmark = pytest.mark.slow  # a real mlflow server process
+
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 HTTP_VARS = (  # MLflow's client reads these for every request
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",

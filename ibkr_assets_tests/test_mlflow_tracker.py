@@ -57,6 +57,7 @@ def _run(tracker: MlflowTracker, key: str = "2025-01-02|AAPL", **kwargs: Any) ->
     )
 
 
+@pytest.mark.slow
 def test_experiment_is_created_once_with_artifact_location(
     tracker: MlflowTracker, store: tuple[str, Path], client: MlflowClient
 ) -> None:
@@ -485,6 +486,7 @@ def test_runs_for_many_partitions_are_created_with_one_search_per_experiment(
         )
 
 
+@pytest.mark.slow
 def test_artifacts_reach_an_s3_artifact_store(
     tmp_path: Path, s3_endpoint: str, monkeypatch
 ) -> None:

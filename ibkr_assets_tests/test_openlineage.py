@@ -159,6 +159,7 @@ def _names(datasets: list[dict]) -> set[tuple[str, str]]:
     return {(d["namespace"], d["name"]) for d in datasets}
 
 
+@pytest.mark.slow
 def test_every_step_of_a_partition_is_a_valid_run_with_the_graph_edges(materialized, receiver):
     result = _export(materialized)
     assert result.error is None and result.runs == 2

@@ -15,6 +15,8 @@ from ibkr_assets.storage.order_records import OrderRecords
 from ibkr_assets_tests.helpers import failure_messages, job_name, node, run_partitions
 from ibkr_assets_tests.openai_stub import answer, start_openai_stub
 
+pytestmark = pytest.mark.slow  # the whole graph through orders and the portfolio
+
 DAYS = ["2025-03-10", "2025-03-11", "2025-03-12", "2025-03-13"]
 REF = "ibkr-assets:momentum:AAPL:2025-03-10"
 

@@ -38,6 +38,8 @@ from ibkr_assets.storage.trading_tables import (
 )
 from ibkr_assets_tests.helpers import seed_mlflow_store
 
+pytestmark = pytest.mark.slow  # a backfill with the performance block
+
 D = [dt.date(2025, 3, 3) + dt.timedelta(days=i) for i in range(10)]
 PATH = [100.0, 110.0, 99.0, 104.5, 121.0, 115.0]
 

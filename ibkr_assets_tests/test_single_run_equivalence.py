@@ -13,6 +13,8 @@ from ibkr_assets.sources.sample import SampleBarSource
 from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets_tests.helpers import STRATEGY_ID, job_name, run_partitions, seed_mlflow_store
 
+pytestmark = pytest.mark.slow  # a range run against per-partition runs
+
 # NVDA buys on the 11th and the bracket fills on the 12th: orders, a fill and a position to compare
 DAYS = ["2025-03-11", "2025-03-12"]
 SYMBOLS = ["AAPL", "NVDA"]

@@ -21,6 +21,8 @@ from ibkr_assets.storage.lineage_store import LineageStore
 from ibkr_assets.strategies.checks import check_strategies
 from ibkr_assets.strategies.config import StrategyConfig, load_strategies
 
+pytestmark = pytest.mark.slow  # whole-graph runs of two strategies
+
 STRATEGIES = {
     "strategies": [
         {"id": "momentum", "symbols": ["AAPL", "MSFT"]},

@@ -72,6 +72,7 @@ def test_ambient_store_and_no_store(instance) -> None:
             partitions.get_partition_keys_in_range(key_range)
 
 
+@pytest.mark.slow
 def test_per_partition_metadata_in_a_range_run(instance) -> None:
     """``add_asset_metadata`` for each partition of a range run lands on that partition."""
     partitions = strategy_partitions(STRATEGY)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ibkr_assets.domain.chart_image import PNG_SIGNATURE, ChartImage
@@ -132,6 +133,7 @@ def test_holiday_flows_through_the_graph_as_market_closed(deployment, instance, 
     ]
 
 
+@pytest.mark.slow
 def test_range_run_renders_every_chart_and_signal(deployment, instance, tmp_path):
     deployment(CHART_WORKERS="2")
     result = run_partitions(

@@ -35,6 +35,8 @@ from ibkr_assets.viewer.api import create_app
 from ibkr_assets_tests.conftest import _stop_group, free_port
 from ibkr_assets_tests.test_viewer_api import DAGSTER, SECRET, SYMBOLS, TRADED, Recorded, _record
 
+pytestmark = pytest.mark.slow  # a browser and a server process
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
