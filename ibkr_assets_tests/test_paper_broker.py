@@ -16,6 +16,7 @@ from ibkr_assets.brokers.base import Broker
 from ibkr_assets.brokers.paper import PaperBroker
 from ibkr_assets.domain.orders import BracketRequest, CloseRequest, OrderStatus, order_ref
 from ibkr_assets.domain.portfolio import PortfolioSnapshot
+from ibkr_assets.storage.performance_inputs import load_performance_inputs
 
 D0 = dt.date(2025, 1, 2)  # the signal's session: the bracket is placed after this bar
 D1, D2, D3, D4 = (dt.date(2025, 1, d) for d in (3, 6, 7, 8))
@@ -248,6 +249,27 @@ def test_snapshot_of_a_date_depends_on_fills_and_closes_up_to_it_only(
     assert broker.snapshots_as_of([holiday])[holiday] == later[D3].model_copy(
         update={"date": holiday}
     )
+
+
+def test_closes_of_earlier_sessions_synced_later_are_kept_without_changing_a_snapshot(
+    database_url: str, account: str, broker: PaperBroker
+) -> None:
+    """A range backfilled after later sessions were synced (the demo, then last year) still
+    has its closes; the snapshots already taken stay as they were."""
+    broker.place_bracket(_bracket())
+    broker.sync("AAPL", _bars(ENTRY, QUIET))
+    before = broker.snapshots_as_of([D1, D2])
+    earlier = dt.date(2024, 12, 31)
+    broker.sync("AAPL", _bars((earlier, 98, 99, 97, 98.5), ENTRY, QUIET))
+    assert broker.snapshots_as_of([D1, D2]) == before
+    assert broker.snapshots_as_of([earlier])[earlier].positions == []
+    closes = load_performance_inputs(database_url, account, earlier, D2).closes
+    assert [(d, c) for d, _, c in closes] == [
+        (earlier, 98.5),
+        (D0, 101.0),
+        (D1, 100.5),
+        (D2, 103.0),
+    ]
 
 
 def test_recording_the_same_snapshot_again_changes_nothing(broker: PaperBroker) -> None:

@@ -622,17 +622,25 @@ class PaperBroker:
             )
 
     def _record_closes(self, conn: sa.Connection, symbol: str, bars: list[Bar]) -> None:
-        """Keep each bar's close (once: bars already recorded are not written again)."""
-        known = conn.execute(
-            sa.select(sa.func.max(paper_closes.c.session_date)).where(
-                paper_closes.c.account == self.account_name, paper_closes.c.symbol == symbol
-            )
-        ).scalar_one_or_none()
+        """Keep each bar's close once, earlier sessions too: a range backfilled after later
+        sessions were synced still has its closes (for the performance report's buy-and-hold).
+        An earlier close changes no snapshot: the account held nothing before its first fill."""
+        if not bars:
+            return
+        recorded = set(
+            conn.execute(
+                sa.select(paper_closes.c.session_date).where(
+                    paper_closes.c.account == self.account_name,
+                    paper_closes.c.symbol == symbol,
+                    paper_closes.c.session_date.between(bars[0].date, bars[-1].date),
+                )
+            ).scalars()
+        )
         rows = [
             {"account": self.account_name, "symbol": symbol, "session_date": b.date,
              "close": _round(b.close)}
             for b in bars
-            if known is None or b.date > known
+            if b.date not in recorded
         ]  # fmt: skip
         if rows:
             stmt = _insert(self._dialect)(paper_closes).on_conflict_do_nothing()
