@@ -57,6 +57,27 @@ def seed_mlflow_store(home: Path) -> None:
     Path(f"{database}.ready").touch()
 
 
+def home_lineage(tmp_path: Path):
+    """The lineage store of the deployment home ``tmp_path / "home"`` (the fixture's)."""
+    from ibkr_assets.storage.lineage_store import LineageStore
+
+    return LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
+
+
+def home_mlflow(tmp_path: Path):
+    """An MLflow client on the deployment home's tracking store."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+
+
+def read_file_uri(uri: str) -> bytes:
+    """The bytes a ``file://`` URI (the local object store's, MLflow's) points at."""
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path)).read_bytes()
+
+
 def key(name: str) -> dg.AssetKey:
     """The asset key of ``name`` in the test strategy, e.g. ``momentum/indicators``."""
     return dg.AssetKey([STRATEGY_ID, name])

@@ -6,29 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import CSV_5_BARS, run_partitions
+from ibkr_assets_tests.helpers import (
+    CSV_5_BARS,
+    home_lineage,
+    home_mlflow,
+    read_file_uri,
+    run_partitions,
+)
 
 pytestmark = pytest.mark.slow  # whole-graph runs
 
 KEY = "2025-03-14|AAPL"
-
-
-def _lineage(tmp_path) -> LineageStore:
-    return LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
-
-
-def _mlflow(tmp_path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
-
-
-def _read(uri: str) -> bytes:
-    return Path(unquote(urlparse(uri).path)).read_bytes()
 
 
 def _artifact_paths(client: MlflowClient, run_id: str, folder: str | None = None) -> set[str]:
@@ -44,10 +37,10 @@ def test_validation_report_is_in_the_mlflow_run_and_an_artifact_row_without_debu
     deployment()
     first = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     assert first.success
-    (row,) = _lineage(tmp_path).artifact_rows(partition_key=KEY, type="validation")
+    (row,) = home_lineage(tmp_path).artifact_rows(partition_key=KEY, type="validation")
     assert row["step_name"] == "market_data_quality" and row["execution_id"] == first.run_id
     assert row["metadata"] == {"passed": True, "failed_gates": []}
-    data = _read(row["uri"])
+    data = read_file_uri(row["uri"])
     assert hashlib.sha256(data).hexdigest() == row["sha256"]
     report = json.loads(data)
     assert report["partition_key"] == KEY and report["passed"] is True
@@ -55,13 +48,13 @@ def test_validation_report_is_in_the_mlflow_run_and_an_artifact_row_without_debu
     assert len(report["gates"]) == 8
     assert all(g["passed"] and g["failed_rows"] == [] for g in report["gates"])
 
-    client = _mlflow(tmp_path)
+    client = home_mlflow(tmp_path)
     assert _artifact_paths(client, row["mlflow_run_id"]) == {"validation_report.json"}
     assert client.get_run(row["mlflow_run_id"]).data.tags["partition_key"] == KEY
 
     # A new execution of the same bars stores the same bytes.
     second = run_partitions(instance, symbol="AAPL", start="2025-03-14")
-    (again,) = _lineage(tmp_path).artifact_rows(execution_id=second.run_id, type="validation")
+    (again,) = home_lineage(tmp_path).artifact_rows(execution_id=second.run_id, type="validation")
     assert again["sha256"] == row["sha256"] and again["mlflow_run_id"] != row["mlflow_run_id"]
 
 
@@ -75,12 +68,12 @@ def test_a_failing_gates_report_lists_the_bars_that_failed(deployment, instance,
     deployment(strategy=CSV_5_BARS, CSV_DIR=str(csv_dir))
     assert run_partitions(instance, symbol="AAPL", start="2025-03-14").success
 
-    (row,) = _lineage(tmp_path).artifact_rows(partition_key=KEY, type="validation")
+    (row,) = home_lineage(tmp_path).artifact_rows(partition_key=KEY, type="validation")
     assert row["metadata"] == {
         "passed": False,
         "failed_gates": ["ohlc_consistent", "non_negative_volume"],
     }
-    report = json.loads(_read(row["uri"]))
+    report = json.loads(read_file_uri(row["uri"]))
     gates = {g["name"]: g for g in report["gates"]}
     assert report["passed"] is False and gates["positive_prices"]["passed"] is True
     assert gates["non_negative_volume"]["failed_row_count"] == 1
@@ -121,7 +114,7 @@ def test_debug_mode_attaches_samples_and_debug_info_and_logs_sql_without_secrets
         partition_key=KEY, type="validation", execution_id=result.run_id
     )
     run_id = validation["mlflow_run_id"]
-    client = _mlflow(tmp_path)
+    client = home_mlflow(tmp_path)
     paths = _artifact_paths(client, run_id)
     assert {
         "validation_report.json",
@@ -196,6 +189,6 @@ def test_mlflow_down_leaves_market_data_stored_and_says_the_reports_are_missing(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     result = run_partitions(instance, symbol="AAPL", start="2025-03-14")
     assert result.success
-    assert _lineage(tmp_path).artifact_rows(type="validation") == []
+    assert home_lineage(tmp_path).artifact_rows(type="validation") == []
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
     assert any(m.startswith("validation reports not stored in MLflow: ") for m in logs)

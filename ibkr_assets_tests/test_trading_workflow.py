@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from ibkr_assets.domain.chart_image import PNG_SIGNATURE, ChartImage
-from ibkr_assets.storage.lineage_store import LineageStore
-from ibkr_assets_tests.helpers import job_name, node, run_partitions
+from ibkr_assets_tests.helpers import (
+    home_lineage,
+    home_mlflow,
+    job_name,
+    node,
+    read_file_uri,
+    run_partitions,
+)
 
 KEY = "2025-03-14|AAPL"
-
-
-def _lineage(tmp_path) -> LineageStore:
-    return LineageStore(f"sqlite:///{tmp_path / 'home' / 'lineage.db'}")
-
-
-def _mlflow(tmp_path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
-
-
-def _read(uri: str) -> bytes:
-    return Path(unquote(urlparse(uri).path)).read_bytes()
 
 
 def test_one_partition_produces_charts_analysis_signal_and_their_records(
@@ -37,7 +28,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
         instance, symbol="AAPL", start="2025-03-14", job_name=job_name("trading_workflow_job")
     )
     assert result.success
-    rows = {r["step_name"]: r for r in _lineage(tmp_path).lineage_rows(partition_key=KEY)}
+    rows = {r["step_name"]: r for r in home_lineage(tmp_path).lineage_rows(partition_key=KEY)}
     assert [s for s, _ in sorted(rows.items(), key=lambda kv: kv[1]["step_number"])] == [
         "market_data",
         "market_data_quality",
@@ -53,7 +44,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     # Charts: PNG objects of the configured size at the seed's ml-experiments layout.
     for timeframe in ("daily", "weekly"):
         out = rows[f"{timeframe}_chart"]["output_data"]
-        png = _read(out["object"]["uri"])
+        png = read_file_uri(out["object"]["uri"])
         assert png.startswith(PNG_SIGNATURE)
         assert ChartImage.from_png("AAPL", None, timeframe, png).size == (1200, 900)
         assert (
@@ -75,7 +66,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     signal = rows["trading_signal"]["output_data"]
     assert signal["action"] in {"BUY", "SELL", "HOLD"}
     assert signal["proposed_action"] == analysis["output_data"]["signal_action"]
-    artifacts = _lineage(tmp_path).artifact_rows(partition_key=KEY)
+    artifacts = home_lineage(tmp_path).artifact_rows(partition_key=KEY)
     types = sorted(a["type"] for a in artifacts)
     assert types == ["chart", "chart", "llm", "market_data", "order", "signal", "validation"]
     llm_row = next(a for a in artifacts if a["type"] == "llm")
@@ -89,7 +80,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     run_ids = {a["mlflow_run_id"] for a in artifacts if a["type"] not in ("market_data", "order")}
     assert len(run_ids) == 1
     (run_id,) = run_ids
-    run = _mlflow(tmp_path).get_run(run_id)
+    run = home_mlflow(tmp_path).get_run(run_id)
     assert run.data.tags["symbol"] == "AAPL"
     assert run.data.tags["partition_key"] == KEY
     assert run.data.tags["dagster_run_id"] == result.run_id
@@ -98,7 +89,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
     assert run.data.params["template_id"] == "chart_analysis"
     assert run.data.metrics["latest_price"] == rows["market_data"]["output_data"]["latest_price"]
     assert run.data.metrics["confidence_score"] == signal["confidence"]
-    names = {f.path for f in _mlflow(tmp_path).list_artifacts(run_id)}
+    names = {f.path for f in home_mlflow(tmp_path).list_artifacts(run_id)}
     assert {
         "daily_chart.png",
         "weekly_chart.png",
@@ -106,7 +97,7 @@ def test_one_partition_produces_charts_analysis_signal_and_their_records(
         "prompt.txt",
         "response.txt",
     } <= names
-    experiment = _mlflow(tmp_path).get_experiment(run.info.experiment_id)
+    experiment = home_mlflow(tmp_path).get_experiment(run.info.experiment_id)
     assert experiment.name == "momentum/trading_workflow_AAPL"
     meta = result.asset_materializations_for_node(node("trading_signal"))[0].metadata
     assert meta["mlflow_run_ids"].value == {KEY: run_id}
@@ -118,7 +109,7 @@ def test_holiday_flows_through_the_graph_as_market_closed(deployment, instance, 
         instance, symbol="AAPL", start="2025-07-04", job_name=job_name("trading_workflow_job")
     )
     assert result.success
-    rows = _lineage(tmp_path).lineage_rows(partition_key="2025-07-04|AAPL")
+    rows = home_lineage(tmp_path).lineage_rows(partition_key="2025-07-04|AAPL")
     statuses = {r["step_name"]: r["status"] for r in rows}
     assert (
         statuses["daily_chart"]
@@ -128,7 +119,7 @@ def test_holiday_flows_through_the_graph_as_market_closed(deployment, instance, 
     )
     assert not [
         a
-        for a in _lineage(tmp_path).artifact_rows(partition_key="2025-07-04|AAPL")
+        for a in home_lineage(tmp_path).artifact_rows(partition_key="2025-07-04|AAPL")
         if a["type"] != "market_data"
     ]
 
@@ -144,10 +135,14 @@ def test_range_run_renders_every_chart_and_signal(deployment, instance, tmp_path
         job_name=job_name("trading_workflow_job"),
     )
     assert result.success
-    rows = _lineage(tmp_path).lineage_rows(execution_id=result.run_id, step_name="trading_signal")
+    rows = home_lineage(tmp_path).lineage_rows(
+        execution_id=result.run_id, step_name="trading_signal"
+    )
     assert sorted(r["partition_key"] for r in rows) == [f"2025-03-{d}|MSFT" for d in (12, 13, 14)]
-    charts = _lineage(tmp_path).lineage_rows(execution_id=result.run_id, step_name="daily_chart")
+    charts = home_lineage(tmp_path).lineage_rows(
+        execution_id=result.run_id, step_name="daily_chart"
+    )
     shas = {r["output_data"]["object"]["sha256"] for r in charts}
     assert len(shas) == 3  # a different chart per day
-    stored = json.loads(_read(rows[0]["output_data"]["object"]["uri"]))
+    stored = json.loads(read_file_uri(rows[0]["output_data"]["object"]["uri"]))
     assert stored["symbol"] == "MSFT"
