@@ -21,6 +21,7 @@ Celery costs per step, not what it gains: that needs the workers on other machin
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -155,8 +156,6 @@ def _workers(env: dict[str, str], broker: str, folder: Path) -> Iterator[None]:
 
 
 def _launch(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    import json
-
     return subprocess.Popen(
         [sys.executable, "-c", _RANGE_RUN, json.dumps({}), *args],
         env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -165,8 +164,10 @@ def _launch(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen
 
 def _finish(process: subprocess.Popen) -> None:
     out, err = process.communicate()
-    if process.returncode != 0 or '"errors": []' not in out:
-        raise RuntimeError(f"celery run failed:\n{out[-1500:]}\n{err[-1500:]}")
+    lines = out.strip().splitlines()
+    errors = json.loads(lines[-1])["errors"] if process.returncode == 0 and lines else ["exited"]
+    if errors:
+        raise RuntimeError(f"celery run failed: {errors[:3]}\n{err[-1500:]}")
 
 
 def _celery(warmup, sessions) -> float:

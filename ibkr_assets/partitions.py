@@ -69,6 +69,10 @@ class StrategyPartitionsDefinition(dg.MultiPartitionsDefinition):
 
     _REMEMBERED = 16  # ranges kept; a run asks about one or two
 
+    def __init__(self, partitions_defs: dict[str, dg.PartitionsDefinition]) -> None:
+        super().__init__(partitions_defs)
+        self._keys_in_range: dict[tuple, Sequence[str]] = {}
+
     @property
     def _symbols_name(self) -> str:
         (name,) = (
@@ -93,7 +97,7 @@ class StrategyPartitionsDefinition(dg.MultiPartitionsDefinition):
                 tuple(store.get_dynamic_partitions(self._symbols_name)),
                 ctx.effective_dt.date(),
             )
-            memo = self.__dict__.setdefault("_keys_in_range", {})
+            memo = self._keys_in_range
             keys = memo.get(memo_key)
             if keys is None:
                 keys = super().get_partition_keys_in_range(partition_key_range)
